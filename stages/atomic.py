@@ -1,0 +1,29 @@
+"""Write outputs atomically so a failure never leaves a half-written file DVC could cache."""
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(final_path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside final_path; rename it into place only if the block succeeds."""
+    final_path = Path(final_path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=final_path.parent, prefix=f".{final_path.name}.", suffix=".tmp")
+    os.close(handle)
+    temp_path = Path(temp_name)
+    try:
+        yield temp_path
+        os.replace(temp_path, final_path)
+    finally:
+        temp_path.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: object) -> None:
+    """Write data as indented, key-ordered JSON, atomically, ending in a newline."""
+    with atomic_path(path) as temp_path:
+        temp_path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,112 @@
+"""ResNet18 split into a frozen prefix and a trainable suffix, with a new CIFAR-100 head."""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import ResNet, resnet18
+
+from stages.config import BACKBONE_BLOCKS, HeadConfig, StrategyConfig
+from stages.errors import UserError
+
+FEATURE_SIZE = 512  # channels out of ResNet18's layer4, the head's input
+
+
+def build_head(head: HeadConfig, num_classes: int) -> nn.Module:
+    """A Linear 512->classes, or an MLP 512->hidden->classes with ReLU and dropout."""
+    if head.hidden_size == 0:
+        return nn.Linear(FEATURE_SIZE, num_classes)
+    return nn.Sequential(
+        nn.Linear(FEATURE_SIZE, head.hidden_size),
+        nn.ReLU(inplace=True),
+        nn.Dropout(head.dropout),
+        nn.Linear(head.hidden_size, num_classes),
+    )
+
+
+def backbone_blocks(resnet: ResNet) -> dict[str, nn.Module]:
+    """The backbone's blocks by name, in forward order (names as in config.BACKBONE_BLOCKS)."""
+    stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
+    blocks = {"stem": stem, "layer1": resnet.layer1, "layer2": resnet.layer2, "layer3": resnet.layer3, "layer4": resnet.layer4}
+    assert tuple(blocks) == BACKBONE_BLOCKS
+    return blocks
+
+
+class StrategyNet(nn.Module):
+    """A torchvision ResNet18 whose first blocks are frozen: run in eval mode, without autograd.
+
+    `resnet` keeps torchvision's module names, so `net.resnet.state_dict()` loads into
+    `torchvision.models.resnet18()` once its `fc` is replaced by the same head.
+    """
+
+    def __init__(self, resnet: ResNet, train_layers: tuple[str, ...]):
+        super().__init__()
+        self.resnet = resnet
+        blocks = backbone_blocks(resnet)
+        # Plain tuples, not ModuleLists: the blocks are already registered under `resnet`, and
+        # registering them twice would duplicate every key of the state_dict.
+        self.frozen_blocks = tuple(block for name, block in blocks.items() if name not in train_layers)
+        self.trainable_blocks = tuple(block for name, block in blocks.items() if name in train_layers)
+        for block in self.frozen_blocks:
+            block.requires_grad_(False)
+
+    def frozen_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Output of the frozen prefix; (B, 3, H, W) -> (B, C, h, w). Never differentiated."""
+        with torch.no_grad():
+            for block in self.frozen_blocks:
+                images = block(images)
+        return images
+
+    def forward_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Trainable suffix, pooling and head: frozen features -> logits (B, classes)."""
+        for block in self.trainable_blocks:
+            features = block(features)
+        pooled = torch.flatten(self.resnet.avgpool(features), 1)
+        return self.resnet.fc(pooled)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images (B, 3, H, W) -> logits (B, classes)."""
+        return self.forward_from_features(self.frozen_features(images))
+
+    def train(self, mode: bool = True) -> "StrategyNet":
+        """Like nn.Module.train, but frozen blocks stay in eval mode so BatchNorm statistics never move."""
+        super().train(mode)
+        for block in self.frozen_blocks:
+            block.eval()
+        return self
+
+
+def build_network(
+    strategy: StrategyConfig, head: HeadConfig, num_classes: int, pretrained_path: Path, seed: int
+) -> StrategyNet:
+    """The strategy's network: backbone (pretrained or seeded random), new head, frozen prefix."""
+    torch.manual_seed(seed)  # the head, and for scratch the whole backbone, start from this seed
+    resnet = resnet18(weights=None)
+    if strategy.pretrained:
+        resnet.load_state_dict(load_backbone_state(pretrained_path))
+    resnet.fc = build_head(head, num_classes)
+    return StrategyNet(resnet, strategy.train_layers)
+
+
+def load_backbone_state(path: Path) -> dict[str, torch.Tensor]:
+    """A ResNet18 state_dict from path, or a UserError naming the file and the problem."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"pretrained weights {path} are missing; run: dvc repro weights") from None
+    except Exception as error:  # torch raises many types for a corrupt file
+        raise UserError(f"pretrained weights {path} cannot be read: {error}".splitlines()[0]) from None
+    expected = resnet18(weights=None).state_dict()
+    if not isinstance(state, dict) or set(state) != set(expected):
+        raise UserError(f"{path} is not a torchvision ResNet18 state_dict (its keys differ from resnet18's)")
+    for key, tensor in expected.items():
+        if state[key].shape != tensor.shape:
+            raise UserError(f"{path} is not a ResNet18 state_dict: {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}")
+    return state
+
+
+def count_parameters(net: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(parameter.numel() for parameter in net.parameters())
+    trainable = sum(parameter.numel() for parameter in net.parameters() if parameter.requires_grad)
+    return trainable, total

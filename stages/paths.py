@@ -1,0 +1,43 @@
+"""Every path the pipeline reads or writes, in one place (dvc.yaml repeats them; a test keeps both in step)."""
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PARAMS_PATH = Path("params.yaml")
+
+RAW_DIR = Path("data/raw")
+ARCHIVE_PATH = RAW_DIR / "cifar-100-python.tar.gz"
+PREPARED_DIR = Path("data/prepared")
+PREPARED_PATH = PREPARED_DIR / "cifar100.npz"
+
+PRETRAINED_DIR = Path("models/pretrained")
+PRETRAINED_PATH = PRETRAINED_DIR / "resnet18.pth"
+MODELS_DIR = Path("models")
+
+RESULTS_DIR = Path("results")
+PLOTS_DIR = Path("plots")
+
+
+def model_path(strategy: str) -> Path:
+    """Trained weights of one strategy."""
+    return MODELS_DIR / f"{strategy}.pt"
+
+
+def results_dir(strategy: str) -> Path:
+    """Folder of one strategy's metrics.json, history.json and timing.json."""
+    return RESULTS_DIR / strategy
+
+
+def metrics_path(strategy: str) -> Path:
+    """Final scores of one strategy (DVC metrics)."""
+    return results_dir(strategy) / "metrics.json"
+
+
+def history_path(strategy: str) -> Path:
+    """Per-epoch rows of one strategy (DVC plots)."""
+    return results_dir(strategy) / "history.json"
+
+
+def timing_path(strategy: str) -> Path:
+    """Seconds and images/s of one strategy; kept apart so metrics stay byte-reproducible."""
+    return results_dir(strategy) / "timing.json"

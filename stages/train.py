@@ -1,0 +1,224 @@
+"""Stage train@<strategy>: train one strategy, keep its best-validation weights, score them on the test set.
+
+Run as: python -m stages.train <strategy>
+"""
+
+import argparse
+import dataclasses
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from stages import paths
+from stages.atomic import atomic_path, write_json
+from stages.config import Params, StrategyConfig, TrainingConfig, load_params
+from stages.data import IMAGENET_MEAN, IMAGENET_STD, ImageSplit, PreparedData, augment, epoch_generator, load_prepared, normalize, shuffled_batches
+from stages.device import resolve_device
+from stages.errors import UserError, run_stage
+from stages.evaluation import Scores, TopKAccuracy, evaluate
+from stages.model import StrategyNet, build_network, count_parameters
+from stages.provenance import library_versions
+
+PROGRESS_EVERY_STEPS = 10  # steps between progress-bar loss updates (each reads the loss back from the device)
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochRecord:
+    """One row of history.json."""
+
+    epoch: int  # 1-based
+    lr: float  # learning rate used during this epoch
+    train_loss: float  # mean cross-entropy over the epoch's augmented batches
+    train_top1: float
+    val_loss: float
+    val_top1: float
+    val_top5: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingOutcome:
+    history: list[EpochRecord]
+    best_epoch: int
+    best_state: dict[str, torch.Tensor]  # the network's state_dict at best_epoch
+    epoch_seconds: list[float]  # wall time of each epoch, validation included
+    train_images_per_second: float  # training steps only, validation excluded
+
+
+def build_optimizer(net: StrategyNet, training: TrainingConfig) -> torch.optim.Optimizer:
+    """The configured optimizer over the network's trainable parameters only."""
+    trainable = [parameter for parameter in net.parameters() if parameter.requires_grad]
+    if training.optimizer == "sgd":
+        return torch.optim.SGD(trainable, lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay, nesterov=training.momentum > 0)
+    if training.optimizer == "adam":
+        return torch.optim.Adam(trainable, lr=training.lr, weight_decay=training.weight_decay)
+    if training.optimizer == "adamw":
+        return torch.optim.AdamW(trainable, lr=training.lr, weight_decay=training.weight_decay)
+    raise ValueError(f"unhandled optimizer {training.optimizer!r}")  # config validation lists the valid ones
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, training: TrainingConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """The configured per-epoch learning-rate schedule."""
+    if training.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=training.epochs)
+    if training.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=training.step_epochs, gamma=training.gamma)
+    if training.scheduler == "constant":
+        return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    raise ValueError(f"unhandled scheduler {training.scheduler!r}")
+
+
+def train_one_epoch(
+    net: StrategyNet,
+    optimizer: torch.optim.Optimizer,
+    train_split: ImageSplit,
+    params: Params,
+    training: TrainingConfig,
+    epoch: int,
+    num_classes: int,
+    description: str,
+) -> tuple[float, float, int]:
+    """One pass over the shuffled, augmented training set; returns (mean loss, top-1, images seen)."""
+    net.train()
+    device = train_split.images.device
+    generator = epoch_generator(params.seed, epoch, device)
+    batches = shuffled_batches(len(train_split), training.batch_size, generator)
+    accuracy = TopKAccuracy(num_classes, device)
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    seen = 0
+    progress = tqdm(batches, desc=description, unit="batch", leave=False, disable=None)
+    for step, indices in enumerate(progress, start=1):
+        images = normalize(augment(train_split.images[indices], params.data.augment, generator), params.data.image_size)
+        labels = train_split.labels[indices]
+        logits = net(images)
+        loss = F.cross_entropy(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(indices)
+        seen += len(indices)
+        accuracy.update(logits, labels)
+        if step % PROGRESS_EVERY_STEPS == 0:
+            progress.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
+    train_top1, _ = accuracy.compute()
+    return loss_sum.item() / seen, train_top1, seen
+
+
+def fit(net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, device: torch.device) -> TrainingOutcome:
+    """Train for the configured epochs, validating after each; keep the best-validation weights."""
+    training = strategy.training
+    num_classes = len(data.class_names)
+    train_split, val_split = data.split("train", device), data.split("val", device)
+    optimizer = build_optimizer(net, training)
+    scheduler = build_scheduler(optimizer, training)
+    history: list[EpochRecord] = []
+    epoch_seconds: list[float] = []
+    best_epoch, best_state = 0, {}
+    images_trained, train_seconds = 0, 0.0
+    for epoch in range(1, training.epochs + 1):
+        started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        description = f"train@{strategy.name} epoch {epoch}/{training.epochs}"
+        train_loss, train_top1, seen = train_one_epoch(net, optimizer, train_split, params, training, epoch, num_classes, description)
+        images_trained += seen
+        train_seconds += time.perf_counter() - started
+        scheduler.step()
+        val = evaluate(net, val_split, params.compute.eval_batch_size, params.data.image_size, num_classes)
+        epoch_seconds.append(time.perf_counter() - started)
+        record = EpochRecord(epoch, lr, train_loss, train_top1, val.loss, val.top1, val.top5)
+        history.append(record)
+        if best_epoch == 0 or val.top1 > history[best_epoch - 1].val_top1:
+            best_epoch, best_state = epoch, {key: value.detach().clone() for key, value in net.state_dict().items()}
+        print(
+            f"{description}: lr {lr:.4g}  train loss {train_loss:.4f} top1 {train_top1:.4f}  "
+            f"val loss {val.loss:.4f} top1 {val.top1:.4f} top5 {val.top5:.4f}  ({epoch_seconds[-1]:.1f} s)",
+            flush=True,
+        )
+    return TrainingOutcome(history, best_epoch, best_state, epoch_seconds, images_trained / train_seconds)
+
+
+def resolved_config(params: Params, strategy: StrategyConfig) -> dict:
+    """The params this stage declares in dvc.yaml, resolved for this strategy (stored beside the weights).
+
+    Only declared keys: anything else could change without this stage rerunning and go stale.
+    The data and backbone weights are pinned by their hashes in dvc.lock.
+    """
+    return {
+        "seed": params.seed,
+        "strategy": dataclasses.asdict(strategy),
+        "data": {"image_size": params.data.image_size, "augment": dataclasses.asdict(params.data.augment)},
+        "model": {"head": dataclasses.asdict(params.model.head)},
+        "compute": dataclasses.asdict(params.compute),
+    }
+
+
+def final_metrics(test: Scores, outcome: TrainingOutcome, net: StrategyNet) -> dict:
+    """metrics.json: final test scores of the best-validation weights, and the network's size."""
+    trainable, total = count_parameters(net)
+    return {
+        "test_top1": round(test.top1, 6),
+        "test_top5": round(test.top5, 6),
+        "test_loss": round(test.loss, 6),
+        "best_val_top1": round(outcome.history[outcome.best_epoch - 1].val_top1, 6),
+        "best_epoch": outcome.best_epoch,
+        "trainable_params": trainable,
+        "total_params": total,
+    }
+
+
+def save_model(net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, device: torch.device) -> None:
+    """models/<strategy>.pt: torchvision-layout weights plus what is needed to use and reproduce them."""
+    checkpoint = {
+        "state_dict": net.resnet.state_dict(),
+        "strategy": strategy.name,
+        "config": resolved_config(params, strategy),
+        "class_names": list(data.class_names),
+        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "image_size": params.data.image_size},
+        "versions": library_versions(),
+        "device": str(device),
+    }
+    with atomic_path(paths.model_path(strategy.name)) as temp_path:
+        torch.save(checkpoint, temp_path)
+
+
+def run(strategy_name: str) -> None:
+    """Train one strategy from params.yaml and write its model, metrics, history and timing."""
+    params = load_params()
+    strategy = params.strategy_named(strategy_name)
+    device = resolve_device(params.compute.device)
+    data = load_prepared(paths.PREPARED_PATH)
+    net = build_network(strategy, params.model.head, len(data.class_names), paths.PRETRAINED_PATH, params.seed).to(device)
+    trainable, total = count_parameters(net)
+    print(f"train@{strategy.name}: {trainable:,} of {total:,} parameters train, on {device}", flush=True)
+
+    started = time.perf_counter()
+    outcome = fit(net, strategy, params, data, device)
+    net.load_state_dict(outcome.best_state)
+    test = evaluate(net, data.split("test", device), params.compute.eval_batch_size, params.data.image_size, len(data.class_names))
+    metrics = final_metrics(test, outcome, net)
+    print(f"train@{strategy.name}: best epoch {outcome.best_epoch}, test top1 {test.top1:.4f} top5 {test.top5:.4f} loss {test.loss:.4f}", flush=True)
+
+    save_model(net, strategy, params, data, device)
+    write_json(paths.history_path(strategy.name), [dataclasses.asdict(record) for record in outcome.history])
+    write_json(paths.metrics_path(strategy.name), metrics)
+    write_json(
+        paths.timing_path(strategy.name),
+        {
+            "total_seconds": round(time.perf_counter() - started, 2),
+            "epoch_seconds": [round(seconds, 2) for seconds in outcome.epoch_seconds],
+            "train_images_per_second": round(outcome.train_images_per_second, 1),
+            "device": str(device),
+        },
+    )
+
+
+def main() -> None:
+    """Command line: python -m stages.train <strategy>."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("strategy", help="a key of `strategies` in params.yaml, e.g. shallow, deep or scratch")
+    run(parser.parse_args().strategy)
+
+
+if __name__ == "__main__":
+    run_stage(main)
