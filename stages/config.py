@@ -2,6 +2,7 @@
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from dataclasses import dataclass
@@ -128,6 +129,7 @@ def load_params(path: Path = PARAMS_PATH) -> Params:
 def parse_params(raw: object) -> Params:
     """Build Params from the parsed YAML tree; raise UserError naming the first bad key."""
     tree = _require_mapping(raw, "params.yaml")
+    _reject_unknown(tree, {field.name for field in dataclasses.fields(Params)}, "")
     strategies_raw = _require_mapping(tree.get("strategies"), "strategies")
     simple_tree = {key: value for key, value in tree.items() if key != "strategies"}
     simple_tree["strategies"] = {}
@@ -254,9 +256,11 @@ def _convert(value: object, expected: object, key_path: str) -> object:
             return value
         raise UserError(f"{key_path} = {value!r} is invalid: use a whole number")
     if expected is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise UserError(f"{key_path} = {value!r} is invalid: use a number")
+        # YAML 1.1 reads 1e-3 (no dot) as a string, a common surprise.
+        hint = " (YAML reads 1e-3 as text: write 0.001 or 1.0e-3)" if isinstance(value, str) else ""
+        raise UserError(f"{key_path} = {value!r} is invalid: use a finite number{hint}")
     if expected is str:
         if isinstance(value, str):
             return value

@@ -71,8 +71,9 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
 def shuffled_batches(num_images: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     """Index tensors of one epoch's full batches in a seeded random order.
 
-    The last partial batch is dropped: a batch of one breaks BatchNorm in training mode,
-    and a new permutation each epoch means every image is still seen.
+    The last partial batch is dropped (a new permutation each epoch means every image is still
+    seen), so BatchNorm never trains on a stray batch of one. A training set smaller than one
+    batch is a single batch of everything.
     """
     permutation = torch.randperm(num_images, generator=generator, device=generator.device)
     if num_images < batch_size:
@@ -117,7 +118,7 @@ def augment(images: torch.Tensor, augment_config: AugmentConfig, generator: torc
 
 def normalize(images: torch.Tensor, image_size: int) -> torch.Tensor:
     """uint8 (B, 3, 32, 32) -> float (B, 3, S, S), resized when S > 32, normalised with ImageNet statistics."""
-    pixels = images.float().div_(255.0)
+    pixels = images.float() / 255.0  # a new tensor: the in-place ops below never touch the caller's
     if image_size != pixels.shape[-1]:
         pixels = F.interpolate(pixels, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=False)
     mean = torch.tensor(IMAGENET_MEAN, device=pixels.device).view(1, 3, 1, 1)

@@ -1,0 +1,131 @@
+"""params.yaml loading: the committed file parses, overrides apply per strategy, bad values fail in one line."""
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import paths
+from stages.config import BACKBONE_BLOCKS, load_params, parse_params
+from stages.errors import UserError
+
+PARAMS_FILE = paths.PROJECT_ROOT / paths.PARAMS_PATH
+
+
+@pytest.fixture(scope="module")
+def committed_tree() -> dict:
+    """The committed params.yaml as a plain YAML tree; tests mutate deep copies of it."""
+    return yaml.safe_load(PARAMS_FILE.read_text())
+
+
+def parse_mutated(tree: dict, mutate: Callable[[dict], None]):
+    """parse_params on a deep copy of tree after mutate(copy)."""
+    mutated = copy.deepcopy(tree)
+    mutate(mutated)
+    return parse_params(mutated)
+
+
+def test_committed_params_define_the_three_strategies():
+    params = load_params(PARAMS_FILE)
+    assert list(params.strategies) == ["shallow", "deep", "scratch"]
+    shallow, deep, scratch = (params.strategies[name] for name in ("shallow", "deep", "scratch"))
+    assert (shallow.pretrained, shallow.train_layers) == (True, ())
+    assert (deep.pretrained, deep.train_layers) == (True, ("layer4",))
+    assert (scratch.pretrained, scratch.train_layers) == (False, ("stem", "layer1", "layer2", "layer3", "layer4"))
+    # No strategy overrides anything, so each trains with the shared hyperparameters.
+    for strategy in params.strategies.values():
+        assert strategy.training == params.strategy
+    assert params.strategy.lr == 0.01
+    assert params.strategy.epochs == 10
+    assert params.data.val_size == 5000
+
+
+def test_strategy_override_changes_only_that_strategy(committed_tree):
+    params = parse_mutated(committed_tree, lambda tree: tree["strategies"]["deep"].update(lr=0.1))
+    assert params.strategies["deep"].training.lr == 0.1
+    assert params.strategies["shallow"].training.lr == 0.01
+    assert params.strategies["scratch"].training.lr == 0.01
+    assert params.strategy.lr == 0.01
+    # Every other hyperparameter of the overridden strategy is still the shared one.
+    deep_training = params.strategies["deep"].training
+    for field in ("epochs", "batch_size", "optimizer", "momentum", "weight_decay", "scheduler", "step_epochs", "gamma"):
+        assert getattr(deep_training, field) == getattr(params.strategy, field)
+
+
+def test_train_layers_order_does_not_matter(committed_tree):
+    params = parse_mutated(committed_tree, lambda tree: tree["strategies"]["deep"].update(train_layers=["layer4", "layer3"]))
+    assert params.strategies["deep"].train_layers == ("layer3", "layer4")
+
+
+def set_key(section: str, key: str, value: object) -> Callable[[dict], None]:
+    """A mutation setting tree[section][key] = value."""
+    return lambda tree: tree[section].update({key: value})
+
+
+def set_train_layers(value: object) -> Callable[[dict], None]:
+    """A mutation setting strategies.deep.train_layers = value."""
+    return lambda tree: tree["strategies"]["deep"].update(train_layers=value)
+
+
+def rename_deep(new_name: str) -> Callable[[dict], None]:
+    """A mutation renaming the deep strategy."""
+    return lambda tree: tree["strategies"].update({new_name: tree["strategies"].pop("deep")})
+
+
+# (mutation, fragments the one-line message must contain: the key, the bad value, what is valid)
+BAD_INPUTS = {
+    "unknown key": (set_key("strategy", "lrr", 0.1), ["strategy.lrr", "did you mean 'strategy.lr'"]),
+    "negative lr": (set_key("strategy", "lr", -0.5), ["strategy.lr", "-0.5", "above 0"]),
+    "zero epochs": (set_key("strategy", "epochs", 0), ["strategy.epochs", "= 0", "above 0"]),
+    "image_size 16": (set_key("data", "image_size", 16), ["data.image_size", "16", "32 or more"]),
+    "optimizer rmsprop": (set_key("strategy", "optimizer", "rmsprop"), ["strategy.optimizer", "rmsprop", "sgd, adam, adamw"]),
+    "scheduler poly": (set_key("strategy", "scheduler", "poly"), ["strategy.scheduler", "poly", "cosine, step, constant"]),
+    "device tpu": (set_key("compute", "device", "tpu"), ["compute.device", "tpu", "auto, cpu, cuda, mps"]),
+    "train_layers layer5": (set_train_layers(["layer5"]), ["strategies.deep.train_layers", "layer5", ", ".join(BACKBONE_BLOCKS)]),
+    "train_layers not a suffix": (set_train_layers(["layer3"]), ["strategies.deep.train_layers", "layer3", "last ones", "[layer4]"]),
+    "strategy name uppercase": (rename_deep("Deep"), ["strategy name", "'Deep'", "lowercase"]),
+    "strategy name with space": (rename_deep("deep l3"), ["strategy name", "'deep l3'", "lowercase"]),
+    "bool for int": (set_key("strategy", "epochs", True), ["strategy.epochs", "True", "whole number"]),
+    "md5 not hex": (set_key("data", "md5", "z" * 32), ["data.md5", "z" * 32, "32 hex"]),
+    "unknown top-level key": (lambda tree: tree.update(sead=1), ["'sead'", "did you mean 'seed'"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_raises_one_line_user_error(committed_tree, case):
+    mutate, fragments = BAD_INPUTS[case]
+    with pytest.raises(UserError) as raised:
+        parse_mutated(committed_tree, mutate)
+    message = str(raised.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} missing from {message!r}"
+
+
+def test_override_errors_name_the_strategy(committed_tree):
+    with pytest.raises(UserError, match=r"^strategies\.deep\.lr = -1\.0 is invalid"):
+        parse_mutated(committed_tree, lambda tree: tree["strategies"]["deep"].update(lr=-1))
+
+
+def test_bad_lr_on_the_command_line_exits_2_with_one_line(tmp_path, committed_tree):
+    shutil.copytree(paths.PROJECT_ROOT / "stages", tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    bad_tree = copy.deepcopy(committed_tree)
+    bad_tree["strategy"]["lr"] = -1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad_tree))
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # import the copy, from cwd
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.prepare"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "strategy.lr" in lines[0]
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,204 @@
+"""Top-k accuracy, evaluate(), and the optimizer and per-epoch learning-rate schedules."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stages import paths
+from stages.config import load_params
+from stages.data import ImageSplit, normalize
+from stages.evaluation import Scores, TopKAccuracy, evaluate
+from stages.model import build_network
+from stages.train import build_optimizer, build_scheduler
+from stages.weights import write_random_weights
+
+PARAMS = load_params(paths.PROJECT_ROOT / paths.PARAMS_PATH)  # the committed params.yaml
+NUM_CLASSES = 100
+CPU = torch.device("cpu")
+
+
+def direct_top_k(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Fraction of rows of logits (N, classes) whose label is among the k largest, as float32."""
+    hits = (logits.topk(k).indices == labels[:, None]).any(dim=1)
+    return hits.float().mean()
+
+
+def random_logits(num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded logits (N, 100) and labels (N,)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(num_samples, NUM_CLASSES, generator=generator), torch.randint(0, NUM_CLASSES, (num_samples,), generator=generator)
+
+
+def test_top_k_accuracy_matches_direct_count_over_uneven_batches():
+    logits, labels = random_logits(1000, seed=0)
+    # Sharpen some rows toward their label so the accuracies are far from chance.
+    logits[::3] += 4.0 * F.one_hot(labels[::3], NUM_CLASSES)
+    accuracy = TopKAccuracy(NUM_CLASSES, CPU)
+    sizes = [1, 7, 300, 92, 600]
+    for batch_logits, batch_labels in zip(logits.split(sizes), labels.split(sizes)):
+        accuracy.update(batch_logits, batch_labels)
+    top1, top5 = accuracy.compute()
+    expected_top1, expected_top5 = direct_top_k(logits, labels, 1), direct_top_k(logits, labels, 5)
+    assert 0.3 < expected_top1 < expected_top5 < 0.6  # neither trivial nor saturated
+    torch.testing.assert_close(torch.tensor(top1), expected_top1, rtol=0, atol=0)
+    torch.testing.assert_close(torch.tensor(top5), expected_top5, rtol=0, atol=0)
+
+
+def test_top_k_accuracy_known_answer():
+    logits = torch.arange(10.0).repeat(4, 1)  # every row ranks class 9 first, then 8, 7, ...
+    labels = torch.tensor([9, 9, 7, 2])  # first, first, third (top-5 only), eighth (miss)
+    accuracy = TopKAccuracy(10, CPU)
+    accuracy.update(logits, labels)
+    assert accuracy.compute() == (0.5, 0.75)
+
+
+def test_top_k_accuracy_is_cumulative_and_counts_each_sample_once():
+    accuracy = TopKAccuracy(10, CPU)
+    accuracy.update(torch.eye(10)[:3], torch.tensor([0, 1, 2]))  # 3 hits
+    accuracy.update(torch.eye(10)[:1], torch.tensor([5]))  # predicts class 0: a top-1 miss
+    top1, _ = accuracy.compute()
+    assert top1 == 0.75
+
+
+def test_top_k_accuracy_with_fewer_than_five_classes():
+    logits, labels = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 0, 1, 2])
+    accuracy = TopKAccuracy(3, CPU)
+    accuracy.update(logits, labels)
+    top1, top5 = accuracy.compute()
+    torch.testing.assert_close(torch.tensor(top1), direct_top_k(logits, labels, 1), rtol=0, atol=0)
+    assert top5 == 1.0  # top-5 of 3 classes is every class
+
+
+def tiny_classifier() -> nn.Module:
+    """Flatten, Dropout(0.5), a seeded Linear 3072->100: fast, and wrong unless evaluated in eval mode."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(3 * 32 * 32, NUM_CLASSES))
+
+
+@pytest.fixture(scope="module")
+def split() -> ImageSplit:
+    """50 random uint8 images (50, 3, 32, 32) with random labels."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    return ImageSplit(images, torch.randint(0, NUM_CLASSES, (50,), generator=generator))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 50, 1000])
+def test_evaluate_matches_whole_set_computation(batch_size, split):
+    net = tiny_classifier()
+    net.eval()
+    with torch.no_grad():
+        logits = net(normalize(split.images, 32))
+    expected_loss = F.cross_entropy(logits.double(), split.labels).item()
+    scores = evaluate(net, split, batch_size=batch_size, image_size=32, num_classes=NUM_CLASSES)
+    # Per-batch float32 logits summed in float64: within float32 rounding of the direct value.
+    torch.testing.assert_close(scores.loss, expected_loss, rtol=1e-6, atol=0)
+    torch.testing.assert_close(torch.tensor(scores.top1), direct_top_k(logits, split.labels, 1), rtol=0, atol=0)
+    torch.testing.assert_close(torch.tensor(scores.top5), direct_top_k(logits, split.labels, 5), rtol=0, atol=0)
+    assert isinstance(scores, Scores)
+
+
+def test_evaluate_runs_in_eval_mode_and_restores_training_mode(split):
+    net = tiny_classifier()
+    net.eval()
+    reference = evaluate(net, split, batch_size=16, image_size=32, num_classes=NUM_CLASSES)
+    assert not net.training
+    net.train()
+    in_train_mode = evaluate(net, split, batch_size=16, image_size=32, num_classes=NUM_CLASSES)
+    assert net.training and all(module.training for module in net.modules())
+    assert in_train_mode == reference  # dropout was off during evaluation
+
+
+@pytest.fixture(scope="module")
+def weights_path(tmp_path_factory):
+    """A seeded random ResNet18 state_dict standing in for ImageNet weights."""
+    path = tmp_path_factory.mktemp("weights") / "w.pth"
+    write_random_weights(path, seed=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def shallow_net(weights_path):
+    """The committed shallow strategy's network (only the Linear head trains)."""
+    return build_network(PARAMS.strategy_named("shallow"), PARAMS.model.head, NUM_CLASSES, weights_path, PARAMS.seed)
+
+
+def test_evaluate_restores_strategy_net_modes(shallow_net):
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    eight = ImageSplit(images, torch.arange(8))
+    shallow_net.train()
+    evaluate(shallow_net, eight, batch_size=4, image_size=32, num_classes=NUM_CLASSES)
+    assert shallow_net.training and shallow_net.resnet.fc.training
+    for block in shallow_net.frozen_blocks:  # still frozen: BatchNorm statistics stay put in training
+        assert not any(module.training for module in block.modules())
+
+
+def test_optimizer_holds_only_trainable_parameters(shallow_net, weights_path):
+    optimizer = build_optimizer(shallow_net, PARAMS.strategy_named("shallow").training)
+    (group,) = optimizer.param_groups
+    assert len(group["params"]) == 2
+    assert group["params"][0] is shallow_net.resnet.fc.weight
+    assert group["params"][1] is shallow_net.resnet.fc.bias
+
+    deep = build_network(PARAMS.strategy_named("deep"), PARAMS.model.head, NUM_CLASSES, weights_path, PARAMS.seed)
+    expected = [parameter for name, parameter in deep.named_parameters() if name.startswith(("resnet.layer4.", "resnet.fc."))]
+    (deep_group,) = build_optimizer(deep, PARAMS.strategy_named("deep").training).param_groups
+    assert len(deep_group["params"]) == 17  # 15 tensors in layer4, 2 in the head
+    assert {id(parameter) for parameter in deep_group["params"]} == {id(parameter) for parameter in expected}
+
+
+def test_committed_optimizer_settings(shallow_net):
+    training = PARAMS.strategy_named("shallow").training
+    optimizer = build_optimizer(shallow_net, training)
+    assert type(optimizer) is torch.optim.SGD
+    (group,) = optimizer.param_groups
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (0.01, 0.9, 0.0005, True)
+
+
+@pytest.mark.parametrize(("name", "kind"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_adaptive_optimizers(name, kind, shallow_net):
+    training = dataclasses.replace(PARAMS.strategy, optimizer=name, lr=0.003)
+    optimizer = build_optimizer(shallow_net, training)
+    assert type(optimizer) is kind
+    (group,) = optimizer.param_groups
+    assert (group["lr"], group["weight_decay"]) == (0.003, 0.0005)
+
+
+def test_sgd_without_momentum_is_plain_sgd(shallow_net):
+    training = dataclasses.replace(PARAMS.strategy, momentum=0.0)  # allowed by config: momentum in [0, 1)
+    (group,) = build_optimizer(shallow_net, training).param_groups
+    assert (group["momentum"], group["nesterov"]) == (0.0, False)
+
+
+def lr_per_epoch(shallow_net, **overrides) -> list[float]:
+    """The lr each epoch trains with, stepping the scheduler once per epoch as fit() does."""
+    training = dataclasses.replace(PARAMS.strategy, **overrides)
+    optimizer = build_optimizer(shallow_net, training)
+    scheduler = build_scheduler(optimizer, training)
+    rates = []
+    for _ in range(training.epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()  # no gradients: changes nothing, keeps the scheduler's call order as in fit()
+        scheduler.step()
+    return rates
+
+
+def test_cosine_schedule(shallow_net):
+    lr = 0.1
+    rates = lr_per_epoch(shallow_net, scheduler="cosine", epochs=4, lr=lr)
+    expected = [lr * (1 + math.cos(math.pi * epoch / 4)) / 2 for epoch in range(4)]  # lr, 0.854 lr, lr/2, 0.146 lr
+    torch.testing.assert_close(rates, expected, rtol=1e-12, atol=1e-15)
+    assert rates[0] == lr
+
+
+def test_step_schedule(shallow_net):
+    rates = lr_per_epoch(shallow_net, scheduler="step", epochs=7, lr=0.08, step_epochs=2, gamma=0.5)
+    torch.testing.assert_close(rates, [0.08, 0.08, 0.04, 0.04, 0.02, 0.02, 0.01], rtol=1e-12, atol=0)
+
+
+def test_constant_schedule(shallow_net):
+    assert lr_per_epoch(shallow_net, scheduler="constant", epochs=5, lr=0.02) == [0.02] * 5

@@ -1,0 +1,83 @@
+"""dvc.yaml declares what the stages really read and write: code deps, paths, plots."""
+
+import ast
+
+import pytest
+import yaml
+
+from stages import paths, plots
+from stages.config import load_params
+
+ROOT = paths.PROJECT_ROOT
+DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+STAGES = DVC_YAML["stages"]
+
+
+def stage_body(name: str) -> dict:
+    """A stage's definition (the `do:` body for a foreach stage)."""
+    return STAGES[name].get("do", STAGES[name])
+
+
+def imported_project_modules(module: str) -> set[str]:
+    """Every stages.* module that module imports, directly or through others, itself included."""
+    found, pending = set(), [module]
+    while pending:
+        current = pending.pop()
+        if current in found:
+            continue
+        found.add(current)
+        tree = ast.parse((ROOT / (current.replace(".", "/") + ".py")).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "stages":
+                pending.extend(f"stages.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages."):
+                pending.append(node.module)
+            elif isinstance(node, ast.Import):
+                pending.extend(alias.name for alias in node.names if alias.name.startswith("stages."))
+    return found
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_stage_declares_exactly_the_code_it_imports(stage: str):
+    body = stage_body(stage)
+    module = body["cmd"].split()[2]  # "python -m stages.<name> ..."
+    expected = {f"{name.replace('.', '/')}.py" for name in imported_project_modules(module)} | {"stages/__init__.py"}
+    declared = {dep for dep in body["deps"] if dep.startswith("stages/")}
+    assert declared == expected
+
+
+def test_stage_outputs_are_the_paths_the_code_writes():
+    assert stage_body("download")["outs"] == [str(paths.ARCHIVE_PATH)]
+    assert stage_body("prepare")["outs"] == [str(paths.PREPARED_PATH)]
+    assert stage_body("prepare")["deps"][-1] == str(paths.ARCHIVE_PATH)
+    assert stage_body("weights")["outs"] == [str(paths.PRETRAINED_PATH)]
+    train = stage_body("train")
+    assert {str(paths.PREPARED_PATH), str(paths.PRETRAINED_PATH)} <= set(train["deps"])
+    declared_train_outputs = {next(iter(out)) if isinstance(out, dict) else out for out in train["outs"] + train["metrics"]}
+    key = "${key}"
+    assert declared_train_outputs == {
+        str(paths.model_path(key)),
+        str(paths.history_path(key)),
+        str(paths.metrics_path(key)),
+        str(paths.timing_path(key)),
+    }
+    assert stage_body("plots")["outs"] == [{str(paths.PLOTS_DIR): {"cache": False}}]
+    assert str(paths.RESULTS_DIR) in stage_body("plots")["deps"]
+
+
+def test_top_level_plots_show_every_strategy_and_figure():
+    strategies = list(load_params(ROOT / "params.yaml").strategies)
+    curve_files = {str(plots.CURVES_DIR / f"{name}.json") for name in strategies}
+    definitions = [next(iter(entry.items())) for entry in DVC_YAML["plots"] if isinstance(entry, dict)]
+    images = {entry for entry in DVC_YAML["plots"] if isinstance(entry, str)}
+    plotted_columns = set()
+    for _, definition in definitions:
+        files = set(definition["y"])
+        if files == {str(plots.FINAL_SCORES_PATH)}:
+            continue
+        assert files == curve_files
+        plotted_columns |= set(definition["y"].values())
+    assert plotted_columns == set(plots.EPOCH_FIGURES)
+    stems = [stem for stem, _, _ in plots.EPOCH_FIGURES.values()] + [plots.TEST_FIGURE]
+    assert images == {str(paths.PLOTS_DIR / f"{stem}.png") for stem in stems}
+

@@ -1,0 +1,172 @@
+"""End to end through the real dvc commands, on a small synthetic archive and random backbone weights.
+
+Copies the project into a temporary git repository, then: dvc repro, dvc exp run -S, dvc metrics
+diff, dvc plots diff, dvc status. The steps share one repository, so they run in file order.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from stages import paths
+
+PROJECT_FILES = ("params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore")
+STRATEGIES = ("shallow", "deep", "scratch")
+CHANCE_TOP1 = 0.01  # 100 classes
+SMALL_RUN = {  # about 15 s of training per strategy on 2 CPU cores
+    "data": {"source": "synthetic", "val_size": 500, "synthetic": {"train_size": 3000, "test_size": 500}},
+    "model": {"weights": "random"},
+    "strategy": {"epochs": 3},
+}
+OTHER_LR = 0.03
+
+
+def merge(tree: dict, changes: dict) -> dict:
+    """tree with changes applied recursively (nested mappings merge, other values replace)."""
+    merged = dict(tree)
+    for key, value in changes.items():
+        merged[key] = merge(tree[key], value) if isinstance(value, dict) else value
+    return merged
+
+
+class Repo:
+    """A throwaway git + DVC repository holding a copy of the project."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        venv_bin = str(Path(sys.executable).parent)
+        self.env = {
+            **os.environ,
+            "PATH": venv_bin + os.pathsep + os.environ["PATH"],  # stage commands run `python -m ...`
+            "GIT_AUTHOR_NAME": "test",
+            "GIT_AUTHOR_EMAIL": "test@example.com",
+            "GIT_COMMITTER_NAME": "test",
+            "GIT_COMMITTER_EMAIL": "test@example.com",
+            "DVC_NO_ANALYTICS": "1",
+        }
+
+    def run(self, *command: str) -> str:
+        """Run a command in the repository; fail the test with its output if it fails."""
+        result = subprocess.run(command, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            pytest.fail(f"{' '.join(command)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result.stdout + result.stderr
+
+    def dvc(self, *arguments: str) -> str:
+        """Run the venv's dvc."""
+        return self.run(str(Path(sys.executable).parent / "dvc"), *arguments)
+
+    def read_json(self, path: Path) -> object:
+        """Parsed JSON file of the repository."""
+        return json.loads((self.root / path).read_text())
+
+    def metrics(self) -> dict[str, dict]:
+        """metrics.json of every strategy, by strategy."""
+        return {name: self.read_json(paths.metrics_path(name)) for name in STRATEGIES}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Repo:
+    """The project copied into a fresh git repository, with params for a small synthetic run, committed."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copytree(paths.PROJECT_ROOT / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in PROJECT_FILES:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(paths.PROJECT_ROOT / name, root / name)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    (root / "params.yaml").write_text(yaml.safe_dump(merge(params, SMALL_RUN), sort_keys=False))
+    repo = Repo(root)
+    repo.run("git", "init", "-q")
+    repo.run("git", "add", "-A")
+    repo.run("git", "commit", "-qm", "project")
+    return repo
+
+
+def test_repro_trains_every_strategy_and_learns(repo: Repo):
+    repo.dvc("repro")
+    metrics = repo.metrics()
+    for name in STRATEGIES:
+        assert set(metrics[name]) == {"test_top1", "test_top5", "test_loss", "best_val_top1", "best_epoch", "trainable_params", "total_params"}
+        assert 0.0 <= metrics[name]["test_top1"] <= metrics[name]["test_top5"] <= 1.0
+        history = repo.read_json(paths.history_path(name))
+        assert [row["epoch"] for row in history] == [1, 2, 3]
+        assert set(history[0]) == {"epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5"}
+        assert metrics[name]["best_val_top1"] == round(max(row["val_top1"] for row in history), 6)
+        checkpoint = torch.load(repo.root / paths.model_path(name), map_location="cpu", weights_only=True)
+        assert checkpoint["strategy"] == name
+        assert checkpoint["config"]["strategy"]["training"]["epochs"] == 3
+        assert len(checkpoint["class_names"]) == 100
+    # Learning happened where the network can learn: well above the 1% of guessing.
+    assert metrics["scratch"]["test_top1"] > 10 * CHANCE_TOP1
+    assert metrics["deep"]["test_top1"] > 10 * CHANCE_TOP1
+    assert metrics["shallow"]["trainable_params"] == 512 * 100 + 100
+    assert metrics["scratch"]["trainable_params"] == metrics["scratch"]["total_params"]
+    assert metrics["shallow"]["trainable_params"] < metrics["deep"]["trainable_params"] < metrics["scratch"]["trainable_params"]
+    for plot_file in ("curves/shallow.json", "curves/deep.json", "curves/scratch.json", "final_scores.json", "summary.md", "train_loss.png", "val_top1.png", "val_top5.png", "test_accuracy.png"):
+        assert (repo.root / paths.PLOTS_DIR / plot_file).is_file(), plot_file
+    assert "| deep | yes | layer4 + head |" in (repo.root / paths.PLOTS_DIR / "summary.md").read_text()
+
+
+def test_second_repro_reruns_nothing(repo: Repo):
+    output = repo.dvc("repro")
+    assert "Running stage" not in output
+    assert "Data and pipelines are up to date" in repo.dvc("status")
+    repo.run("git", "add", "-A")
+    repo.run("git", "commit", "-qm", "baseline run")
+
+
+def test_exp_run_with_new_lr_retrains_only(repo: Repo):
+    baseline = repo.metrics()
+    output = repo.dvc("exp", "run", "-S", f"strategy.lr={OTHER_LR}")
+    for stage in ("download", "prepare", "weights"):
+        assert f"Stage '{stage}' didn't change, skipping" in output
+    for stage in ("train@shallow", "train@deep", "train@scratch", "plots"):
+        assert f"Running stage '{stage}'" in output
+    changed = repo.metrics()
+    for name in STRATEGIES:
+        assert changed[name]["test_loss"] != baseline[name]["test_loss"], name
+        assert repo.read_json(paths.history_path(name))[0]["lr"] == OTHER_LR
+    diff = json.loads(repo.dvc("metrics", "diff", "--json"))  # HEAD (baseline) against the workspace
+    for name in STRATEGIES:
+        test_loss = diff[str(paths.metrics_path(name))]["test_loss"]
+        assert (test_loss["old"], test_loss["new"]) == (baseline[name]["test_loss"], changed[name]["test_loss"])
+
+
+def find_revision(tree: object, name: str) -> dict | None:
+    """The entry of `dvc exp show --json` output whose name is name (searched recursively)."""
+    if isinstance(tree, dict):
+        if tree.get("name") == name and "data" in tree:
+            return tree["data"]
+        tree = list(tree.values())
+    if isinstance(tree, list):
+        for child in tree:
+            if (found := find_revision(child, name)) is not None:
+                return found
+    return None
+
+
+def test_exp_show_lists_the_experiment_with_metrics(repo: Repo):
+    (experiment,) = repo.dvc("exp", "list", "--name-only").split()
+    revision = find_revision(json.loads(repo.dvc("exp", "show", "--json")), experiment)
+    assert revision is not None, f"dvc exp show does not list {experiment}"
+    assert revision["params"]["params.yaml"]["data"]["strategy"]["lr"] == OTHER_LR
+    for name in STRATEGIES:
+        assert revision["metrics"][str(paths.metrics_path(name))]["data"] == repo.metrics()[name]
+
+
+def test_plots_diff_names_every_strategy(repo: Repo):
+    experiment = repo.dvc("exp", "list", "--name-only").split()[0]
+    output_dir = repo.root / "plots_diff"
+    repo.dvc("plots", "diff", "HEAD", experiment, "-o", str(output_dir))
+    html = (output_dir / "index.html").read_text()
+    for name in STRATEGIES:
+        assert re.search(rf'"filename": "{name}\.json"', html), name
+    assert f'"rev": "{experiment}"' in html and '"rev": "HEAD"' in html
