@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from stages import paths  # noqa: E402
 from stages.atomic import atomic_path, write_json  # noqa: E402
-from stages.config import BACKBONE_BLOCKS, StrategyConfig, load_params  # noqa: E402
+from stages.config import BACKBONE_BLOCKS, IMAGENET_WEIGHTS, Params, StrategyConfig, load_params  # noqa: E402
 from stages.errors import UserError, run_stage  # noqa: E402
 
 CURVES_DIR = paths.PLOTS_DIR / "curves"
@@ -90,6 +90,17 @@ def summary_table(results: list[StrategyResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def provenance_note(params: Params) -> str:
+    """Where the data and backbone weights came from, with a warning when they are stand-ins."""
+    note = f"Data: `{params.data.source}`. Pretrained backbone: `{params.model.weights}`.\n"
+    if params.data.is_synthetic or params.model.weights != IMAGENET_WEIGHTS:
+        note += (
+            "\n> These scores come from stand-in inputs (synthetic data or non-ImageNet weights): they show the "
+            "pipeline works and what it costs, not how the strategies compare on CIFAR-100.\n"
+        )
+    return note
+
+
 def save_figure(figure: plt.Figure, path: Path) -> None:
     """Write a matplotlib figure as PNG atomically and free it."""
     with atomic_path(path) as temp_path:
@@ -135,7 +146,7 @@ def main() -> None:
         save_figure(draw_epoch_figure(results, column, title, y_label), paths.PLOTS_DIR / f"{stem}.png")
     save_figure(draw_test_figure(results), paths.PLOTS_DIR / f"{TEST_FIGURE}.png")
     with atomic_path(SUMMARY_PATH) as temp_path:
-        temp_path.write_text("# Final scores\n\n" + summary_table(results))
+        temp_path.write_text("# Final scores\n\n" + provenance_note(params) + "\n" + summary_table(results))
     print(f"plots: {len(results)} strategies -> {paths.PLOTS_DIR}/")
 
 
