@@ -96,10 +96,13 @@ def load_backbone_state(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"pretrained weights {path} are missing; run: dvc repro weights") from None
     except Exception as error:  # torch raises many types for a corrupt file
         raise UserError(f"pretrained weights {path} cannot be read: {error}".splitlines()[0]) from None
-    expected = resnet18(weights=None).state_dict()
+    with torch.device("meta"):  # shapes only: no memory, no draw from the global random stream
+        expected = resnet18(weights=None).state_dict()
     if not isinstance(state, dict) or set(state) != set(expected):
         raise UserError(f"{path} is not a torchvision ResNet18 state_dict (its keys differ from resnet18's)")
     for key, tensor in expected.items():
+        if not isinstance(state[key], torch.Tensor):
+            raise UserError(f"{path} is not a ResNet18 state_dict: {key} is a {type(state[key]).__name__}, not a tensor")
         if state[key].shape != tensor.shape:
             raise UserError(f"{path} is not a ResNet18 state_dict: {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}")
     return state
