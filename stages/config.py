@@ -17,6 +17,7 @@ SYNTHETIC_SOURCE = "synthetic"
 IMAGENET_WEIGHTS = "imagenet"
 RANDOM_WEIGHTS = "random"
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("cosine", "step", "constant")
 # The backbone's blocks in forward order; a strategy trains a suffix of them.
@@ -24,6 +25,7 @@ BACKBONE_BLOCKS = ("stem", "layer1", "layer2", "layer3", "layer4")
 ALL_BLOCKS = "all"
 MIN_IMAGE_SIZE = 32  # px; CIFAR images are 32x32 and are never downscaled
 STRATEGY_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+STRATEGY_KEYS = ("pretrained", "train_layers", "augment")  # what every `strategies` entry says
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class ModelConfig:
 @dataclass(frozen=True)
 class ComputeConfig:
     device: str
+    precision: str  # auto: bf16 where the hardware gains from it, else fp32
+    channels_last: bool
+    compile: bool  # torch.compile the network
     eval_batch_size: int
 
 
@@ -96,6 +101,7 @@ class StrategyConfig:
     name: str
     pretrained: bool
     train_layers: tuple[str, ...]  # backbone blocks that train, a suffix of BACKBONE_BLOCKS
+    augment: bool  # apply data.augment; without it, frozen features are computed once
     training: TrainingConfig  # `strategy` with this strategy's overrides applied
 
 
@@ -148,8 +154,8 @@ def _parse_strategy(name: object, entry: object, shared: TrainingConfig) -> Stra
     key_path = f"strategies.{name}"
     fields = _require_mapping(entry, key_path)
     training_keys = {field.name for field in dataclasses.fields(TrainingConfig)}
-    _reject_unknown(fields, {"pretrained", "train_layers"} | training_keys, key_path)
-    for required in ("pretrained", "train_layers"):
+    _reject_unknown(fields, set(STRATEGY_KEYS) | training_keys, key_path)
+    for required in STRATEGY_KEYS:
         if required not in fields:
             raise UserError(f"missing key '{key_path}.{required}' in params.yaml")
     pretrained = _convert(fields["pretrained"], bool, f"{key_path}.pretrained")
@@ -160,6 +166,7 @@ def _parse_strategy(name: object, entry: object, shared: TrainingConfig) -> Stra
         name=name,
         pretrained=pretrained,
         train_layers=_parse_train_layers(fields["train_layers"], f"{key_path}.train_layers"),
+        augment=_convert(fields["augment"], bool, f"{key_path}.augment"),
         training=training,
     )
 
@@ -206,6 +213,7 @@ def _validate_common(params: Params) -> None:
     if not 0.0 <= head.dropout < 1.0:
         raise UserError(f"model.head.dropout = {head.dropout} is invalid: use a probability in [0, 1)")
     _require_choice(params.compute.device, DEVICES, "compute.device")
+    _require_choice(params.compute.precision, PRECISIONS, "compute.precision")
     _require_positive(params.compute.eval_batch_size, "compute.eval_batch_size")
     _validate_training(params.strategy, "strategy")
 

@@ -1,8 +1,40 @@
-"""Pick the torch device named by compute.device."""
+"""Device, precision and memory layout as values, resolved once from compute.* params."""
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from stages.config import ComputeConfig
 from stages.errors import UserError
+
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with native bf16 math
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where and how tensors are computed."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None  # autocast dtype; None runs in fp32
+    channels_last: bool
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision around a forward pass (a no-op in fp32)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """Layout for 4-D activations and conv weights."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def describe(self) -> str:
+        """E.g. 'cpu, bf16, channels_last'."""
+        precision = "fp32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch.")
+        return ", ".join([str(self.device), precision] + (["channels_last"] if self.channels_last else []))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -13,3 +45,31 @@ def resolve_device(name: str) -> torch.device:
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
         raise UserError(f"compute.device = {name!r} is not available on this machine; use auto or cpu")
     return torch.device(name)
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True on CPUs whose flags show bf16 instructions (AVX512-BF16 or AMX); False when unknown."""
+    try:
+        flags = cpuinfo.read_text().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """compute.precision -> autocast dtype: bf16 where the hardware runs it natively under 'auto'."""
+    if name == "fp32":
+        return None
+    if name == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    return None  # mps: autocast support varies by macOS version; fp32 is the safe default
+
+
+def resolve_compute(compute: ComputeConfig) -> Compute:
+    """The Compute that compute.* params name on this machine."""
+    device = resolve_device(compute.device)
+    return Compute(device=device, amp_dtype=resolve_precision(compute.precision, device), channels_last=compute.channels_last)

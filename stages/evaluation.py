@@ -1,13 +1,15 @@
-"""Loss and top-k accuracy of a network on a split, from torchmetrics."""
+"""Loss and top-k accuracy of a network over a batch source, from torchmetrics."""
 
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from stages.data import ImageSplit, normalize, ordered_batches
+from stages.batches import FeatureBatches, ImageBatches
+from stages.data import ordered_batches
+from stages.device import Compute
+from stages.model import StrategyNet
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,9 @@ class TopKAccuracy:
     """Running micro-averaged top-1 and top-5 accuracy over batches of logits."""
 
     def __init__(self, num_classes: int, device: torch.device):
-        self.top1 = MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro").to(device)
-        self.top5 = MulticlassAccuracy(num_classes=num_classes, top_k=min(5, num_classes), average="micro").to(device)
+        # validate_args=False: the checks read values back from the device on every update.
+        self.top1 = MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro", validate_args=False).to(device)
+        self.top5 = MulticlassAccuracy(num_classes=num_classes, top_k=min(5, num_classes), average="micro", validate_args=False).to(device)
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """Add a batch: logits (B, classes), labels (B,)."""
@@ -35,18 +38,20 @@ class TopKAccuracy:
         return self.top1.compute().item(), self.top5.compute().item()
 
 
-def evaluate(net: nn.Module, split: ImageSplit, batch_size: int, image_size: int, num_classes: int) -> Scores:
-    """Scores of net on split, in eval mode without augmentation."""
+def evaluate(net: StrategyNet, batches: ImageBatches | FeatureBatches, batch_size: int, num_classes: int, compute: Compute) -> Scores:
+    """Scores of net over every item of batches, in eval mode, without augmentation."""
     was_training = net.training
     net.eval()
-    accuracy = TopKAccuracy(num_classes, split.images.device)
-    total_loss = torch.zeros((), device=split.images.device, dtype=torch.float64)
+    device = batches.labels.device
+    accuracy = TopKAccuracy(num_classes, device)
+    total_loss = torch.zeros((), device=device, dtype=torch.float64)
     with torch.inference_mode():
-        for indices in ordered_batches(len(split), batch_size, split.images.device):
-            logits = net(normalize(split.images[indices], image_size)).float()
-            labels = split.labels[indices]
+        for indices in ordered_batches(len(batches), batch_size, device):
+            with compute.autocast():
+                logits = batches.logits(net, indices).float()
+            labels = batches.labels[indices]
             total_loss += F.cross_entropy(logits, labels, reduction="sum")
             accuracy.update(logits, labels)
     net.train(was_training)
     top1, top5 = accuracy.compute()
-    return Scores(loss=total_loss.item() / len(split), top1=top1, top5=top5)
+    return Scores(loss=total_loss.item() / len(batches), top1=top1, top5=top5)

@@ -5,6 +5,7 @@ Run as: python -m stages.train <strategy>
 
 import argparse
 import dataclasses
+import math
 import time
 
 import torch
@@ -14,8 +15,9 @@ from tqdm import tqdm
 from stages import paths
 from stages.atomic import atomic_path, write_json
 from stages.config import Params, StrategyConfig, TrainingConfig, load_params
-from stages.data import IMAGENET_MEAN, IMAGENET_STD, ImageSplit, PreparedData, augment, epoch_generator, load_prepared, normalize, shuffled_batches
-from stages.device import resolve_device
+from stages.batches import FeatureBatches, ImageBatches, cache_features, training_batches
+from stages.data import IMAGENET_MEAN, IMAGENET_STD, PreparedData, epoch_generator, load_prepared, shuffled_batches
+from stages.device import Compute, resolve_compute
 from stages.errors import UserError, run_stage
 from stages.evaluation import Scores, TopKAccuracy, evaluate
 from stages.model import StrategyNet, build_network, count_parameters
@@ -72,44 +74,55 @@ def build_scheduler(optimizer: torch.optim.Optimizer, training: TrainingConfig) 
 def train_one_epoch(
     net: StrategyNet,
     optimizer: torch.optim.Optimizer,
-    train_split: ImageSplit,
-    params: Params,
-    training: TrainingConfig,
-    epoch: int,
+    batches: ImageBatches | FeatureBatches,
+    batch_size: int,
+    generator: torch.Generator,
+    compute: Compute,
     num_classes: int,
     description: str,
 ) -> tuple[float, float, int]:
-    """One pass over the shuffled, augmented training set; returns (mean loss, top-1, images seen)."""
+    """One pass over the shuffled (and, for images, augmented) training set; returns (mean loss, top-1, images seen)."""
     net.train()
-    device = train_split.images.device
-    generator = epoch_generator(params.seed, epoch, device)
-    batches = shuffled_batches(len(train_split), training.batch_size, generator)
+    device = batches.labels.device
     accuracy = TopKAccuracy(num_classes, device)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     seen = 0
-    progress = tqdm(batches, desc=description, unit="batch", leave=False, disable=None)
+    progress = tqdm(shuffled_batches(len(batches), batch_size, generator), desc=description, unit="batch", leave=False, disable=None)
     for step, indices in enumerate(progress, start=1):
-        images = normalize(augment(train_split.images[indices], params.data.augment, generator), params.data.image_size)
-        labels = train_split.labels[indices]
-        logits = net(images)
-        loss = F.cross_entropy(logits, labels)
+        labels = batches.labels[indices]
+        with compute.autocast():
+            logits = batches.logits(net, indices, generator)
+            loss = F.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         loss_sum += loss.detach() * len(indices)
         seen += len(indices)
         accuracy.update(logits, labels)
-        if step % PROGRESS_EVERY_STEPS == 0:
-            progress.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
+        if step % PROGRESS_EVERY_STEPS == 0 or step == len(progress):
+            # Reading the loss back costs a device sync, so only every few steps.
+            running_loss = loss_sum.item() / seen
+            if not math.isfinite(running_loss):
+                raise UserError(
+                    f"{description}: the loss became {running_loss} by step {step} at lr {optimizer.param_groups[0]['lr']:.4g}; "
+                    "lower the learning rate (strategy.lr) and run again; no results were written"
+                )
+            progress.set_postfix(loss=f"{running_loss:.3f}")
     train_top1, _ = accuracy.compute()
     return loss_sum.item() / seen, train_top1, seen
 
 
-def fit(net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, device: torch.device) -> TrainingOutcome:
+def fit(net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, compute: Compute) -> TrainingOutcome:
     """Train for the configured epochs, validating after each; keep the best-validation weights."""
     training = strategy.training
     num_classes = len(data.class_names)
-    train_split, val_split = data.split("train", device), data.split("val", device)
+    eval_batch_size = params.compute.eval_batch_size
+    augment_config = params.data.augment if strategy.augment else None
+    train_images = ImageBatches(data.split("train", compute.device), params.data.image_size, augment_config, compute)
+    train_batches = training_batches(net, train_images, strategy.augment, eval_batch_size)
+    val_images = ImageBatches(data.split("val", compute.device), params.data.image_size, None, compute)
+    # Validation never augments, so cached frozen features serve it whenever training uses them.
+    val_batches = cache_features(net, val_images, eval_batch_size) if isinstance(train_batches, FeatureBatches) else val_images
     optimizer = build_optimizer(net, training)
     scheduler = build_scheduler(optimizer, training)
     history: list[EpochRecord] = []
@@ -120,11 +133,14 @@ def fit(net: StrategyNet, strategy: StrategyConfig, params: Params, data: Prepar
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         description = f"train@{strategy.name} epoch {epoch}/{training.epochs}"
-        train_loss, train_top1, seen = train_one_epoch(net, optimizer, train_split, params, training, epoch, num_classes, description)
+        generator = epoch_generator(params.seed, epoch, compute.device)
+        train_loss, train_top1, seen = train_one_epoch(
+            net, optimizer, train_batches, training.batch_size, generator, compute, num_classes, description
+        )
         images_trained += seen
         train_seconds += time.perf_counter() - started
         scheduler.step()
-        val = evaluate(net, val_split, params.compute.eval_batch_size, params.data.image_size, num_classes)
+        val = evaluate(net, val_batches, eval_batch_size, num_classes, compute)
         epoch_seconds.append(time.perf_counter() - started)
         record = EpochRecord(epoch, lr, train_loss, train_top1, val.loss, val.top1, val.top5)
         history.append(record)
@@ -167,16 +183,17 @@ def final_metrics(test: Scores, outcome: TrainingOutcome, net: StrategyNet) -> d
     }
 
 
-def save_model(net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, device: torch.device) -> None:
+def save_model(net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, compute: Compute) -> None:
     """models/<strategy>.pt: torchvision-layout weights plus what is needed to use and reproduce them."""
     checkpoint = {
-        "state_dict": net.resnet.state_dict(),
+        # On the CPU in the default layout, so loading never depends on where or how it was trained.
+        "state_dict": {key: value.detach().cpu().contiguous() for key, value in net.resnet.state_dict().items()},
         "strategy": strategy.name,
         "config": resolved_config(params, strategy),
         "class_names": list(data.class_names),
         "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "image_size": params.data.image_size},
         "versions": library_versions(),
-        "device": str(device),
+        "device": compute.describe(),
     }
     with atomic_path(paths.model_path(strategy.name)) as temp_path:
         torch.save(checkpoint, temp_path)
@@ -186,20 +203,25 @@ def run(strategy_name: str) -> None:
     """Train one strategy from params.yaml and write its model, metrics, history and timing."""
     params = load_params()
     strategy = params.strategy_named(strategy_name)
-    device = resolve_device(params.compute.device)
+    compute = resolve_compute(params.compute)
     data = load_prepared(paths.PREPARED_PATH)
-    net = build_network(strategy, params.model.head, len(data.class_names), paths.PRETRAINED_PATH, params.seed).to(device)
+    num_classes = len(data.class_names)
+    net = build_network(strategy, params.model.head, num_classes, paths.PRETRAINED_PATH, params.seed)
+    net = net.to(compute.device, memory_format=compute.memory_format)
+    if params.compute.compile:
+        net.compile()
     trainable, total = count_parameters(net)
-    print(f"train@{strategy.name}: {trainable:,} of {total:,} parameters train, on {device}", flush=True)
+    print(f"train@{strategy.name}: {trainable:,} of {total:,} parameters train, on {compute.describe()}", flush=True)
 
     started = time.perf_counter()
-    outcome = fit(net, strategy, params, data, device)
+    outcome = fit(net, strategy, params, data, compute)
     net.load_state_dict(outcome.best_state)
-    test = evaluate(net, data.split("test", device), params.compute.eval_batch_size, params.data.image_size, len(data.class_names))
+    test_images = ImageBatches(data.split("test", compute.device), params.data.image_size, None, compute)
+    test = evaluate(net, test_images, params.compute.eval_batch_size, num_classes, compute)
     metrics = final_metrics(test, outcome, net)
     print(f"train@{strategy.name}: best epoch {outcome.best_epoch}, test top1 {test.top1:.4f} top5 {test.top5:.4f} loss {test.loss:.4f}", flush=True)
 
-    save_model(net, strategy, params, data, device)
+    save_model(net, strategy, params, data, compute)
     write_json(paths.history_path(strategy.name), [dataclasses.asdict(record) for record in outcome.history])
     write_json(paths.metrics_path(strategy.name), metrics)
     write_json(
@@ -208,7 +230,7 @@ def run(strategy_name: str) -> None:
             "total_seconds": round(time.perf_counter() - started, 2),
             "epoch_seconds": [round(seconds, 2) for seconds in outcome.epoch_seconds],
             "train_images_per_second": round(outcome.train_images_per_second, 1),
-            "device": str(device),
+            "device": compute.describe(),
         },
     )
 

@@ -10,11 +10,20 @@ from torch import nn
 
 from stages import paths
 from stages.config import load_params
+from stages.batches import ImageBatches
 from stages.data import ImageSplit, normalize
+from stages.device import Compute
 from stages.evaluation import Scores, TopKAccuracy, evaluate
 from stages.model import build_network
 from stages.train import build_optimizer, build_scheduler
 from stages.weights import write_random_weights
+
+FP32_CPU = Compute(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
+
+
+def images(split: ImageSplit) -> ImageBatches:
+    """Un-augmented 32-px batches of split, in fp32 on the CPU."""
+    return ImageBatches(split, 32, None, FP32_CPU)
 
 PARAMS = load_params(paths.PROJECT_ROOT / paths.PARAMS_PATH)  # the committed params.yaml
 NUM_CLASSES = 100
@@ -94,7 +103,7 @@ def test_evaluate_matches_whole_set_computation(batch_size, split):
     with torch.no_grad():
         logits = net(normalize(split.images, 32))
     expected_loss = F.cross_entropy(logits.double(), split.labels).item()
-    scores = evaluate(net, split, batch_size=batch_size, image_size=32, num_classes=NUM_CLASSES)
+    scores = evaluate(net, images(split), batch_size, NUM_CLASSES, FP32_CPU)
     # Per-batch float32 logits summed in float64: within float32 rounding of the direct value.
     torch.testing.assert_close(scores.loss, expected_loss, rtol=1e-6, atol=0)
     torch.testing.assert_close(torch.tensor(scores.top1), direct_top_k(logits, split.labels, 1), rtol=0, atol=0)
@@ -105,10 +114,10 @@ def test_evaluate_matches_whole_set_computation(batch_size, split):
 def test_evaluate_runs_in_eval_mode_and_restores_training_mode(split):
     net = tiny_classifier()
     net.eval()
-    reference = evaluate(net, split, batch_size=16, image_size=32, num_classes=NUM_CLASSES)
+    reference = evaluate(net, images(split), 16, NUM_CLASSES, FP32_CPU)
     assert not net.training
     net.train()
-    in_train_mode = evaluate(net, split, batch_size=16, image_size=32, num_classes=NUM_CLASSES)
+    in_train_mode = evaluate(net, images(split), 16, NUM_CLASSES, FP32_CPU)
     assert net.training and all(module.training for module in net.modules())
     assert in_train_mode == reference  # dropout was off during evaluation
 
@@ -128,10 +137,10 @@ def shallow_net(weights_path):
 
 
 def test_evaluate_restores_strategy_net_modes(shallow_net):
-    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
-    eight = ImageSplit(images, torch.arange(8))
+    pixels = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    eight = ImageSplit(pixels, torch.arange(8))
     shallow_net.train()
-    evaluate(shallow_net, eight, batch_size=4, image_size=32, num_classes=NUM_CLASSES)
+    evaluate(shallow_net, images(eight), 4, NUM_CLASSES, FP32_CPU)
     assert shallow_net.training and shallow_net.resnet.fc.training
     for block in shallow_net.frozen_blocks:  # still frozen: BatchNorm statistics stay put in training
         assert not any(module.training for module in block.modules())

@@ -11,7 +11,9 @@ from torchvision.models import resnet18
 
 from stages import paths
 from stages.config import HeadConfig, load_params
-from stages.data import ImageSplit
+from stages.batches import ImageBatches
+from stages.data import ImageSplit, epoch_generator
+from stages.device import Compute
 from stages.errors import UserError
 from stages.model import StrategyNet, build_head, build_network, count_parameters, load_backbone_state
 from stages.train import build_optimizer, train_one_epoch
@@ -160,7 +162,9 @@ def test_training_step_moves_neither_frozen_weights_nor_batchnorm_statistics(nam
     before = {key: value.clone() for key, value in net.resnet.state_dict().items()}
     training = dataclasses.replace(PARAMS.strategy_named(name).training, batch_size=16)
     optimizer = build_optimizer(net, training)
-    loss, _, seen = train_one_epoch(net, optimizer, tiny_split(32), PARAMS, training, 1, NUM_CLASSES, "test")
+    compute = Compute(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
+    batches = ImageBatches(tiny_split(32), 32, PARAMS.data.augment, compute)
+    loss, _, seen = train_one_epoch(net, optimizer, batches, training.batch_size, epoch_generator(0, 1, compute.device), compute, NUM_CLASSES, "test")
     assert seen == 32  # two optimizer steps of 16
     assert loss > 0
 
