@@ -5,7 +5,7 @@ import torch
 from stages.config import AugmentConfig
 from stages.data import ImageSplit, augment, normalize, ordered_batches
 from stages.device import Compute
-from stages.model import StrategyNet
+from stages.model import StrategyNet, evaluating
 
 MAX_FEATURE_CACHE_BYTES = 4 * 1024**3  # above this, frozen features are recomputed each epoch instead
 
@@ -52,7 +52,7 @@ class FeatureBatches:
 
 def feature_cache_bytes(net: StrategyNet, images: ImageBatches) -> int:
     """Memory the frozen features of every image would take, from one image's output."""
-    with torch.inference_mode(), images.compute.autocast():
+    with evaluating(net), torch.inference_mode(), images.compute.autocast():
         one = frozen_output(net, images.inputs(torch.zeros(1, dtype=torch.long, device=images.labels.device)))
     return one.numel() * one.element_size() * len(images)
 
@@ -69,11 +69,8 @@ def frozen_output(net: StrategyNet, inputs: torch.Tensor) -> torch.Tensor:
 
 def cache_features(net: StrategyNet, images: ImageBatches, batch_size: int) -> FeatureBatches:
     """Run every image once through the frozen prefix (eval mode, no augmentation) and keep the output."""
-    was_training = net.training
-    net.eval()
-    with torch.inference_mode(), images.compute.autocast():
+    with evaluating(net), torch.inference_mode(), images.compute.autocast():
         parts = [frozen_output(net, images.inputs(indices)) for indices in ordered_batches(len(images), batch_size, images.labels.device)]
-    net.train(was_training)
     # Out of inference mode, so that autograd may later use the features as plain inputs.
     return FeatureBatches(torch.cat(parts).clone(), images.labels)
 

@@ -9,7 +9,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from stages.batches import FeatureBatches, ImageBatches
 from stages.data import ordered_batches
 from stages.device import Compute
-from stages.model import StrategyNet
+from stages.model import StrategyNet, evaluating
 
 
 @dataclass(frozen=True)
@@ -40,18 +40,15 @@ class TopKAccuracy:
 
 def evaluate(net: StrategyNet, batches: ImageBatches | FeatureBatches, batch_size: int, num_classes: int, compute: Compute) -> Scores:
     """Scores of net over every item of batches, in eval mode, without augmentation."""
-    was_training = net.training
-    net.eval()
     device = batches.labels.device
     accuracy = TopKAccuracy(num_classes, device)
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
-    with torch.inference_mode():
+    with evaluating(net), torch.inference_mode():
         for indices in ordered_batches(len(batches), batch_size, device):
             with compute.autocast():
                 logits = batches.logits(net, indices).float()
             labels = batches.labels[indices]
             total_loss += F.cross_entropy(logits, labels, reduction="sum")
             accuracy.update(logits, labels)
-    net.train(was_training)
     top1, top5 = accuracy.compute()
     return Scores(loss=total_loss.item() / len(batches), top1=top1, top5=top5)

@@ -1,5 +1,7 @@
 """ResNet18 split into a frozen prefix and a trainable suffix, with a new CIFAR-100 head."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -49,6 +51,7 @@ class StrategyNet(nn.Module):
         self.trainable_blocks = tuple(block for name, block in blocks.items() if name in train_layers)
         for block in self.frozen_blocks:
             block.requires_grad_(False)
+        self.train()  # frozen blocks to eval mode from the start, not only after the first .train()
 
     def frozen_features(self, images: torch.Tensor) -> torch.Tensor:
         """Output of the frozen prefix; (B, 3, H, W) -> (B, C, h, w). Never differentiated."""
@@ -74,6 +77,17 @@ class StrategyNet(nn.Module):
         for block in self.frozen_blocks:
             block.eval()
         return self
+
+
+@contextmanager
+def evaluating(net: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block; the previous mode (StrategyNet keeps frozen blocks in eval) after it."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield
+    finally:
+        net.train(was_training)
 
 
 def build_network(
