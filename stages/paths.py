@@ -15,6 +15,7 @@ PRETRAINED_PATH = PRETRAINED_DIR / "resnet18.pth"
 MODELS_DIR = Path("models")
 
 RESULTS_DIR = Path("results")
+CHECKPOINTS_DIR = Path("checkpoints")  # outside DVC outputs and git: see stages/checkpoint.py
 PLOTS_DIR = Path("plots")
 
 
@@ -41,3 +42,8 @@ def history_path(strategy: str) -> Path:
 def timing_path(strategy: str) -> Path:
     """Seconds and images/s of one strategy; kept apart so metrics stay byte-reproducible."""
     return results_dir(strategy) / "timing.json"
+
+
+def checkpoint_path(strategy: str) -> Path:
+    """Where an interrupted train stage keeps its completed epochs."""
+    return CHECKPOINTS_DIR / f"{strategy}.pt"

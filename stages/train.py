@@ -6,7 +6,10 @@ Run as: python -m stages.train <strategy>
 import argparse
 import dataclasses
 import math
+import signal
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +19,7 @@ from stages import paths
 from stages.atomic import atomic_path, write_json
 from stages.config import Params, StrategyConfig, TrainingConfig, load_params
 from stages.batches import FeatureBatches, ImageBatches, cache_features, training_batches
+from stages.checkpoint import EpochCheckpoints, FitProgress, run_key
 from stages.data import IMAGENET_MEAN, IMAGENET_STD, PreparedData, epoch_generator, load_prepared, shuffled_batches
 from stages.device import Compute, resolve_compute
 from stages.errors import UserError, run_stage
@@ -37,15 +41,6 @@ class EpochRecord:
     val_loss: float
     val_top1: float
     val_top5: float
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingOutcome:
-    history: list[EpochRecord]
-    best_epoch: int
-    best_state: dict[str, torch.Tensor]  # the network's state_dict at best_epoch
-    epoch_seconds: list[float]  # wall time of each epoch, validation included
-    train_images_per_second: float  # training steps only, validation excluded
 
 
 def build_optimizer(net: StrategyNet, training: TrainingConfig) -> torch.optim.Optimizer:
@@ -112,8 +107,10 @@ def train_one_epoch(
     return loss_sum.item() / seen, train_top1, seen
 
 
-def fit(net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, compute: Compute) -> TrainingOutcome:
-    """Train for the configured epochs, validating after each; keep the best-validation weights."""
+def fit(
+    net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, compute: Compute, checkpoints: EpochCheckpoints
+) -> FitProgress:
+    """Train for the configured epochs (continuing a matching checkpoint), validating after each."""
     training = strategy.training
     num_classes = len(data.class_names)
     eval_batch_size = params.compute.eval_batch_size
@@ -125,11 +122,10 @@ def fit(net: StrategyNet, strategy: StrategyConfig, params: Params, data: Prepar
     val_batches = cache_features(net, val_images, eval_batch_size) if isinstance(train_batches, FeatureBatches) else val_images
     optimizer = build_optimizer(net, training)
     scheduler = build_scheduler(optimizer, training)
-    history: list[EpochRecord] = []
-    epoch_seconds: list[float] = []
-    best_epoch, best_state = 0, {}
-    images_trained, train_seconds = 0, 0.0
-    for epoch in range(1, training.epochs + 1):
+    progress = checkpoints.load(net, optimizer, scheduler)
+    if progress.completed_epochs:
+        print(f"train@{strategy.name}: resuming after epoch {progress.completed_epochs} from {checkpoints.path}", flush=True)
+    for epoch in range(progress.completed_epochs + 1, training.epochs + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         description = f"train@{strategy.name} epoch {epoch}/{training.epochs}"
@@ -137,21 +133,23 @@ def fit(net: StrategyNet, strategy: StrategyConfig, params: Params, data: Prepar
         train_loss, train_top1, seen = train_one_epoch(
             net, optimizer, train_batches, training.batch_size, generator, compute, num_classes, description
         )
-        images_trained += seen
-        train_seconds += time.perf_counter() - started
+        progress.images_trained += seen
+        progress.train_seconds += time.perf_counter() - started
         scheduler.step()
         val = evaluate(net, val_batches, eval_batch_size, num_classes, compute)
-        epoch_seconds.append(time.perf_counter() - started)
+        progress.epoch_seconds.append(time.perf_counter() - started)
         record = EpochRecord(epoch, lr, train_loss, train_top1, val.loss, val.top1, val.top5)
-        history.append(record)
-        if best_epoch == 0 or val.top1 > history[best_epoch - 1].val_top1:
-            best_epoch, best_state = epoch, {key: value.detach().clone() for key, value in net.state_dict().items()}
+        progress.history.append(dataclasses.asdict(record))
+        if progress.best_epoch == 0 or val.top1 > progress.history[progress.best_epoch - 1]["val_top1"]:
+            progress.best_epoch = epoch
+            progress.best_state = {key: value.detach().clone() for key, value in net.state_dict().items()}
+        checkpoints.save(net, optimizer, scheduler, progress)
         print(
             f"{description}: lr {lr:.4g}  train loss {train_loss:.4f} top1 {train_top1:.4f}  "
-            f"val loss {val.loss:.4f} top1 {val.top1:.4f} top5 {val.top5:.4f}  ({epoch_seconds[-1]:.1f} s)",
+            f"val loss {val.loss:.4f} top1 {val.top1:.4f} top5 {val.top5:.4f}  ({progress.epoch_seconds[-1]:.1f} s)",
             flush=True,
         )
-    return TrainingOutcome(history, best_epoch, best_state, epoch_seconds, images_trained / train_seconds)
+    return progress
 
 
 def resolved_config(params: Params, strategy: StrategyConfig) -> dict:
@@ -169,15 +167,15 @@ def resolved_config(params: Params, strategy: StrategyConfig) -> dict:
     }
 
 
-def final_metrics(test: Scores, outcome: TrainingOutcome, net: StrategyNet) -> dict:
+def final_metrics(test: Scores, progress: FitProgress, net: StrategyNet) -> dict:
     """metrics.json: final test scores of the best-validation weights, and the network's size."""
     trainable, total = count_parameters(net)
     return {
         "test_top1": round(test.top1, 6),
         "test_top5": round(test.top5, 6),
         "test_loss": round(test.loss, 6),
-        "best_val_top1": round(outcome.history[outcome.best_epoch - 1].val_top1, 6),
-        "best_epoch": outcome.best_epoch,
+        "best_val_top1": round(progress.history[progress.best_epoch - 1]["val_top1"], 6),
+        "best_epoch": progress.best_epoch,
         "trainable_params": trainable,
         "total_params": total,
     }
@@ -213,33 +211,59 @@ def run(strategy_name: str) -> None:
     trainable, total = count_parameters(net)
     print(f"train@{strategy.name}: {trainable:,} of {total:,} parameters train, on {compute.describe()}", flush=True)
 
+    checkpoints = EpochCheckpoints(paths.checkpoint_path(strategy.name), checkpoint_key(params, strategy))
     started = time.perf_counter()
-    outcome = fit(net, strategy, params, data, compute)
-    net.load_state_dict(outcome.best_state)
+    progress = fit(net, strategy, params, data, compute, checkpoints)
+    net.load_state_dict(progress.best_state)
     test_images = ImageBatches(data.split("test", compute.device), params.data.image_size, None, compute)
     test = evaluate(net, test_images, params.compute.eval_batch_size, num_classes, compute)
-    metrics = final_metrics(test, outcome, net)
-    print(f"train@{strategy.name}: best epoch {outcome.best_epoch}, test top1 {test.top1:.4f} top5 {test.top5:.4f} loss {test.loss:.4f}", flush=True)
+    metrics = final_metrics(test, progress, net)
+    print(f"train@{strategy.name}: best epoch {progress.best_epoch}, test top1 {test.top1:.4f} top5 {test.top5:.4f} loss {test.loss:.4f}", flush=True)
 
     save_model(net, strategy, params, data, compute)
-    write_json(paths.history_path(strategy.name), [dataclasses.asdict(record) for record in outcome.history])
+    write_json(paths.history_path(strategy.name), progress.history)
     write_json(paths.metrics_path(strategy.name), metrics)
     write_json(
         paths.timing_path(strategy.name),
         {
-            "total_seconds": round(time.perf_counter() - started, 2),
-            "epoch_seconds": [round(seconds, 2) for seconds in outcome.epoch_seconds],
-            "train_images_per_second": round(outcome.train_images_per_second, 1),
+            "total_seconds": round(time.perf_counter() - started, 2),  # this process only, when resumed
+            "epoch_seconds": [round(seconds, 2) for seconds in progress.epoch_seconds],
+            "train_images_per_second": round(progress.images_trained / progress.train_seconds, 1),
             "device": compute.describe(),
         },
     )
+    checkpoints.remove()
+
+
+def checkpoint_key(params: Params, strategy: StrategyConfig) -> str:
+    """What a checkpoint must match to be resumed: resolved config, input files, the stage's code."""
+    inputs = [paths.PREPARED_PATH] + ([paths.PRETRAINED_PATH] if strategy.pretrained else [])
+    code = [Path(module.__file__) for name, module in sorted(sys.modules.items()) if name.startswith("stages.")]
+    return run_key(resolved_config(params, strategy), inputs, code)
+
+
+def raise_keyboard_interrupt(signal_number: int, frame: object) -> None:
+    """SIGTERM handler: unwind like Ctrl-C, so both end the same way."""
+    raise KeyboardInterrupt
 
 
 def main() -> None:
     """Command line: python -m stages.train <strategy>."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("strategy", help="a key of `strategies` in params.yaml, e.g. shallow, deep or scratch")
-    run(parser.parse_args().strategy)
+    strategy_name = parser.parse_args().strategy
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    try:
+        run(strategy_name)
+    except KeyboardInterrupt:
+        # The epoch in progress is dropped; completed epochs are in the checkpoint, written atomically.
+        print(
+            f"train@{strategy_name}: interrupted; no results were written. Completed epochs are kept in "
+            f"{paths.checkpoint_path(strategy_name)}: run the same dvc command again to resume from there",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(130)
 
 
 if __name__ == "__main__":
