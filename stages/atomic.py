@@ -27,3 +27,15 @@ def write_json(path: Path, data: object) -> None:
     """Write data as indented, key-ordered JSON, atomically, ending in a newline."""
     with atomic_path(path) as temp_path:
         temp_path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def save_torch(obj: object, path: Path) -> None:
+    """torch.save atomically, with the same bytes for the same object.
+
+    torch.save names the records inside its zip after the file it is given; handing it the random
+    temporary name would make every save differ, so it writes through an open file instead.
+    """
+    import torch  # here, not at the top: the stages that never save tensors skip importing torch
+
+    with atomic_path(path) as temp_path, open(temp_path, "wb") as file:
+        torch.save(obj, file)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from stages.atomic import atomic_path
+from stages.atomic import save_torch
 from stages.fetch import file_digest
 
 
@@ -60,8 +60,7 @@ class EpochCheckpoints:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "progress": progress.__dict__,
         }
-        with atomic_path(self.path) as temp_path:
-            torch.save(state, temp_path)
+        save_torch(state, self.path)
 
     def load(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> FitProgress:
         """Restore a matching checkpoint into net, optimizer and scheduler; a fresh FitProgress otherwise."""

@@ -1,6 +1,7 @@
 """Device, precision and memory layout as values, resolved once from compute.* params."""
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,18 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cpu":
         return torch.bfloat16 if cpu_has_native_bf16() else None
     return None  # mps: autocast support varies by macOS version; fp32 is the safe default
+
+
+def make_deterministic() -> None:
+    """Deterministic kernels wherever PyTorch has them, so a rerun gives the same bytes.
+
+    On the CPU every op this project uses is deterministic. On CUDA, cuBLAS needs a fixed workspace
+    (set before CUDA starts) and cuDNN must not pick algorithms by timing; ops without a
+    deterministic CUDA kernel warn instead of failing (warn_only).
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def resolve_compute(compute: ComputeConfig) -> Compute:

@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from stages import paths
-from stages.atomic import atomic_path, write_json
+from stages.atomic import save_torch, write_json
 from stages.config import Params, StrategyConfig, TrainingConfig, load_params
 from stages.batches import FeatureBatches, ImageBatches, cache_features, training_batches
 from stages.checkpoint import EpochCheckpoints, FitProgress, run_key
 from stages.data import IMAGENET_MEAN, IMAGENET_STD, PreparedData, epoch_generator, load_prepared, shuffled_batches
-from stages.device import Compute, resolve_compute
+from stages.device import Compute, make_deterministic, resolve_compute
 from stages.errors import UserError, run_stage
 from stages.evaluation import Scores, TopKAccuracy, evaluate
 from stages.model import StrategyNet, build_network, count_parameters
@@ -193,14 +193,14 @@ def save_model(net: StrategyNet, strategy: StrategyConfig, params: Params, data:
         "versions": library_versions(),
         "device": compute.describe(),
     }
-    with atomic_path(paths.model_path(strategy.name)) as temp_path:
-        torch.save(checkpoint, temp_path)
+    save_torch(checkpoint, paths.model_path(strategy.name))
 
 
 def run(strategy_name: str) -> None:
     """Train one strategy from params.yaml and write its model, metrics, history and timing."""
     params = load_params()
     strategy = params.strategy_named(strategy_name)
+    make_deterministic()
     compute = resolve_compute(params.compute)
     data = load_prepared(paths.PREPARED_PATH)
     num_classes = len(data.class_names)

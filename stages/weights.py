@@ -11,7 +11,7 @@ import torch
 from torchvision.models import ResNet18_Weights, resnet18
 
 from stages import paths
-from stages.atomic import atomic_path
+from stages.atomic import atomic_path, save_torch
 from stages.config import IMAGENET_WEIGHTS, RANDOM_WEIGHTS, ModelConfig, load_params
 from stages.errors import UserError, run_stage
 from stages.fetch import Checksum, fetch
@@ -35,8 +35,7 @@ def imagenet_checksum(url: str) -> Checksum:
 def write_random_weights(destination: Path, seed: int) -> None:
     """A seeded, freshly initialised ResNet18 state_dict: the stand-in for ImageNet weights offline."""
     torch.manual_seed(seed)
-    with atomic_path(destination) as temp_path:
-        torch.save(resnet18(weights=None).state_dict(), temp_path)
+    save_torch(resnet18(weights=None).state_dict(), destination)
 
 
 def obtain_weights(model: ModelConfig, destination: Path) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline's own code; run one as python -m benchmarks.<name> from the project root."""

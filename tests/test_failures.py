@@ -1,0 +1,311 @@
+"""Each user mistake, through the real stage command line: exit 2, one `error:` line, nothing left behind."""
+
+import copy
+import hashlib
+import http.server
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import paths
+from stages.cifar_archive import write_synthetic_archive
+
+# A fetch retry notice on stderr (stages/fetch.py prints one before each new attempt); not an error line.
+RETRY_NOTICE = re.compile(r"retrying \S+ in \d+\.\d s \(attempt \d+/\d+\): .+")
+DEFAULT_ATTEMPTS = 5  # fetch()'s default, which the download stage uses
+SERVED_ARCHIVE_SIZES = dict(train_size=200, test_size=100, seed=0)  # images: a few hundred KB, made in well under 1 s
+STAGE_TIMEOUT_SECONDS = 180
+
+
+# --- a project copy and its stages ------------------------------------------------------------
+
+
+def merge(tree: dict, changes: dict) -> dict:
+    """tree with changes applied, recursing into nested mappings; neither argument is modified."""
+    merged = copy.deepcopy(tree)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass
+class Project:
+    """A temporary copy of stages/ with its own params.yaml, where stages run as subprocesses."""
+
+    root: Path
+
+    def write_params(self, changes: dict) -> None:
+        """The committed params.yaml with changes merged in (nested keys as nested dicts)."""
+        committed = yaml.safe_load((paths.PROJECT_ROOT / paths.PARAMS_PATH).read_text())
+        (self.root / paths.PARAMS_PATH).write_text(yaml.safe_dump(merge(committed, changes), sort_keys=False))
+
+    def run(self, stage: str, *arguments: str) -> subprocess.CompletedProcess:
+        """python -m stages.<stage> arguments..., in the project copy."""
+        return subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}", *arguments],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=STAGE_TIMEOUT_SECONDS,
+        )
+
+    def run_ok(self, stage: str, *arguments: str) -> subprocess.CompletedProcess:
+        """Run a stage that must succeed."""
+        result = self.run(stage, *arguments)
+        assert result.returncode == 0, f"{stage} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def exists(self, path: Path) -> bool:
+        """Whether a project-relative path exists in the copy."""
+        return (self.root / path).exists()
+
+    def stray_files(self) -> list[str]:
+        """Temporary (atomic_path's .<name>.*.tmp) or partial (fetch's .part) files anywhere outside stages/."""
+        return sorted(
+            str(path.relative_to(self.root))
+            for path in self.root.rglob("*")
+            if path.is_file() and path.relative_to(self.root).parts[0] != "stages" and path.name.endswith((".tmp", ".part"))
+        )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A fresh project copy with the committed params.yaml."""
+    root = tmp_path / "project"
+    shutil.copytree(paths.PROJECT_ROOT / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    copied = Project(root)
+    copied.write_params({})
+    return copied
+
+
+def error_line(result: subprocess.CompletedProcess, *, retry_notices: int = 0) -> str:
+    """The stage's one error message (after "error: "), checking exit 2, no traceback, nothing else on stderr.
+
+    retry_notices: how many fetch retry notices are expected on stderr before the error line.
+    """
+    stderr = result.stderr
+    assert result.returncode == 2, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{stderr}"
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == retry_notices + 1, f"expected {retry_notices} retry notices and one error line, got:\n{stderr}"
+    assert all(RETRY_NOTICE.fullmatch(line) for line in lines[:-1]), stderr
+    assert lines[-1].startswith("error: "), stderr
+    return lines[-1].removeprefix("error: ")
+
+
+def assert_left_nothing(project: Project, *outputs: Path) -> None:
+    """None of the stage's outputs exist and no temporary or partial file is anywhere."""
+    assert [str(path) for path in outputs if project.exists(path)] == []
+    assert project.stray_files() == []
+
+
+# --- 1. params mistakes -----------------------------------------------------------------------
+
+
+TRAIN_OUTPUTS = (paths.model_path("deep"), paths.results_dir("deep"), paths.checkpoint_path("deep"))
+
+
+def test_misspelt_key_names_it_and_suggests_the_real_one(project: Project):
+    project.write_params({"strategy": {"lrr": 0.1}})
+    message = error_line(project.run("train", "deep"))
+    assert "'strategy.lrr'" in message
+    assert "did you mean 'strategy.lr'?" in message
+    assert_left_nothing(project, *TRAIN_OUTPUTS)
+
+
+def test_unknown_strategy_on_the_command_line_lists_the_defined_ones(project: Project):
+    message = error_line(project.run("train", "deeep"))
+    assert "'deeep'" in message
+    assert message.endswith("params.yaml defines: shallow, deep, scratch"), message
+    assert_left_nothing(project, *TRAIN_OUTPUTS, paths.model_path("deeep"), paths.results_dir("deeep"))
+
+
+def test_too_small_image_size_names_the_key_and_the_minimum(project: Project):
+    project.write_params({"data": {"image_size": 16}})
+    message = error_line(project.run("train", "deep"))
+    assert "data.image_size = 16" in message
+    assert "use 32 or more" in message
+    assert_left_nothing(project, *TRAIN_OUTPUTS)
+
+
+# --- 2. download over http ----------------------------------------------------------------------
+
+
+class ArchiveHandler(http.server.BaseHTTPRequestHandler):
+    """Serves server.payload at any path; the first server.fail_first requests get 503."""
+
+    timeout = 5  # seconds: a stuck client cannot hang a server thread
+
+    def do_GET(self) -> None:
+        """Answer one GET: 503 while failures remain, else the whole payload."""
+        with self.server.lock:
+            self.server.requests += 1
+            failing = self.server.requests <= self.server.fail_first
+        if failing:
+            self.send_error(503)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.server.payload)))
+        self.end_headers()
+        self.wfile.write(self.server.payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep test output quiet."""
+
+
+@pytest.fixture(scope="module")
+def served_archive(tmp_path_factory) -> bytes:
+    """The bytes of a small synthetic CIFAR-100 archive (train 200, test 100)."""
+    path = tmp_path_factory.mktemp("served") / "cifar-100-python.tar.gz"
+    write_synthetic_archive(path, **SERVED_ARCHIVE_SIZES)
+    return path.read_bytes()
+
+
+@pytest.fixture
+def server(served_archive: bytes):
+    """A threaded HTTP server on 127.0.0.1 serving the archive; set server.fail_first to answer 503 first."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ArchiveHandler)
+    httpd.daemon_threads = True
+    httpd.payload = served_archive
+    httpd.fail_first = 0
+    httpd.requests = 0
+    httpd.lock = threading.Lock()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def url_of(httpd: http.server.HTTPServer) -> str:
+    """URL of the archive on the test server."""
+    return f"http://127.0.0.1:{httpd.server_address[1]}/cifar-100-python.tar.gz"
+
+
+def test_http_download_with_correct_md5_writes_the_served_bytes(project: Project, server, served_archive: bytes):
+    project.write_params({"data": {"source": url_of(server), "md5": hashlib.md5(served_archive).hexdigest()}})
+    result = project.run_ok("download")
+    assert result.stderr == ""
+    assert (project.root / paths.ARCHIVE_PATH).read_bytes() == served_archive
+    assert project.stray_files() == []
+    assert server.requests == 1
+
+
+def test_http_download_with_wrong_md5_names_both_digests_and_keeps_nothing(project: Project, server, served_archive: bytes):
+    wrong_md5 = "0" * 32
+    project.write_params({"data": {"source": url_of(server), "md5": wrong_md5}})
+    message = error_line(project.run("download"))
+    assert f"expected md5 {wrong_md5}, got {hashlib.md5(served_archive).hexdigest()}" in message
+    assert url_of(server) in message
+    assert_left_nothing(project, paths.ARCHIVE_PATH)
+    assert server.requests == 1  # a wrong file is not fetched again
+
+
+def test_http_download_retries_503_then_succeeds(project: Project, server, served_archive: bytes):
+    server.fail_first = 2
+    project.write_params({"data": {"source": url_of(server), "md5": hashlib.md5(served_archive).hexdigest()}})
+    result = project.run_ok("download")  # default backoff: sleeps 1 s, then 2 s
+    assert (project.root / paths.ARCHIVE_PATH).read_bytes() == served_archive
+    assert server.requests == 3
+    notices = result.stderr.splitlines()
+    assert len(notices) == 2 and all(RETRY_NOTICE.fullmatch(line) and "HTTP 503" in line for line in notices), result.stderr
+    assert project.stray_files() == []
+
+
+def test_unreachable_server_gives_the_offline_hint(project: Project):
+    with socket.socket() as probe:  # a port that was free a moment ago, so nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    project.write_params({"data": {"source": f"http://127.0.0.1:{closed_port}/cifar-100-python.tar.gz"}})
+    # Default schedule: 5 attempts, sleeping 1 + 2 + 4 + 8 s between them.
+    message = error_line(project.run("download"), retry_notices=DEFAULT_ATTEMPTS - 1)
+    assert "cannot reach 127.0.0.1" in message
+    assert "data.source" in message and "'synthetic'" in message
+    assert_left_nothing(project, paths.ARCHIVE_PATH)
+
+
+# --- 3. download from a local path ------------------------------------------------------------
+
+
+def test_missing_local_source_names_the_path(project: Project, tmp_path: Path):
+    missing = tmp_path / "nowhere" / "cifar-100-python.tar.gz"
+    project.write_params({"data": {"source": str(missing)}})
+    message = error_line(project.run("download"))
+    assert f"data.source = '{missing}'" in message
+    assert "http(s) URL" in message and "'synthetic'" in message
+    assert_left_nothing(project, paths.ARCHIVE_PATH)
+
+
+# --- 4. prepare -------------------------------------------------------------------------------
+
+
+def place_archive(project: Project, served_archive: bytes, *, keep_bytes: int | None = None) -> None:
+    """Put the synthetic archive (or its first keep_bytes bytes) where the download stage writes it."""
+    archive = project.root / paths.ARCHIVE_PATH
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    archive.write_bytes(served_archive[:keep_bytes])
+
+
+def test_truncated_archive_names_the_archive_and_writes_nothing(project: Project, served_archive: bytes):
+    place_archive(project, served_archive, keep_bytes=len(served_archive) // 2)
+    message = error_line(project.run("prepare"))
+    assert message.startswith(f"{paths.ARCHIVE_PATH}: ")
+    assert "truncated or corrupt" in message
+    assert_left_nothing(project, paths.PREPARED_PATH)
+
+
+def test_val_size_above_the_training_set_names_the_key_and_range(project: Project, served_archive: bytes):
+    place_archive(project, served_archive)
+    project.write_params({"data": {"val_size": 5000}})  # the committed value; this archive has 200 training images
+    message = error_line(project.run("prepare"))
+    train_size = SERVED_ARCHIVE_SIZES["train_size"]
+    assert "data.val_size = 5000" in message
+    assert f"use 1 to {train_size - 1}" in message and f"has {train_size} images" in message
+    assert_left_nothing(project, paths.PREPARED_PATH)
+
+
+# --- 5. weights -------------------------------------------------------------------------------
+
+
+def test_garbage_weights_file_names_the_file_and_writes_nothing(project: Project, tmp_path: Path):
+    garbage = tmp_path / "resnet18-garbage.pth"
+    garbage.write_bytes(bytes(range(256)) * 16)
+    project.write_params({"model": {"weights": str(garbage)}})
+    message = error_line(project.run("weights"))
+    assert str(garbage) in message
+    assert "cannot be read" in message
+    assert_left_nothing(project, paths.PRETRAINED_PATH)
+
+
+# --- 6. train ---------------------------------------------------------------------------------
+
+
+def test_diverging_loss_stops_training_with_epoch_step_and_lr(project: Project):
+    project.write_params(
+        {
+            # 700 generated training images less 100 for validation: 600 train, 9 full batches of 64
+            "data": {"source": "synthetic", "val_size": 100, "synthetic": {"train_size": 700, "test_size": 100, "seed": 0}},
+            "model": {"weights": "random"},
+            "compute": {"device": "cpu"},
+            "strategy": {"epochs": 2, "batch_size": 64, "lr": 1.0e12},
+        }
+    )
+    project.run_ok("download")
+    project.run_ok("prepare")
+    message = error_line(project.run("train", "scratch"))
+    assert message.startswith("train@scratch epoch 1/2: the loss became "), message
+    assert re.search(r"by step \d+ at lr 1e\+12;", message), message
+    assert "strategy.lr" in message
+    assert_left_nothing(project, paths.results_dir("scratch"), paths.model_path("scratch"), paths.checkpoint_path("scratch"))
