@@ -1,0 +1,170 @@
+"""Each stage reads exactly the params keys it declares in dvc.yaml: none undeclared, none unused.
+
+Every config dataclass is instrumented to record which leaf values a stage reads, by their
+params.yaml key path; each stage then runs for real on small synthetic data. The tests share one
+project folder and run in file order, each stage using what the one before it wrote.
+"""
+
+import dataclasses
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import config, download, paths, plots, prepare, train, weights
+
+DVC_STAGES = yaml.safe_load((paths.PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+CONFIG_CLASSES = [value for value in vars(config).values() if dataclasses.is_dataclass(value) and isinstance(value, type)]
+SMALL_RUN = {"source": "synthetic", "val_size": 100, "synthetic": {"train_size": 400, "test_size": 100, "seed": 0}}
+
+
+def declared_params(stage: str, strategy: str = "") -> set[str]:
+    """The params keys dvc.yaml declares for a stage (foreach's ${key} resolved to strategy)."""
+    body = DVC_STAGES[stage].get("do", DVC_STAGES[stage])
+    return {key.replace("${key}", strategy) for key in body.get("params", [])}
+
+
+def key_paths(params: config.Params) -> dict[int, str]:
+    """id of each config object in the tree -> its params.yaml key path ('' for the root)."""
+    found = {id(params): ""}
+
+    def visit(node: object, path: str) -> None:
+        for field in dataclasses.fields(node):
+            value = getattr(node, field.name)
+            if dataclasses.is_dataclass(value):
+                # A strategy's training settings are `strategy`, with that entry's overrides merged in.
+                child = "strategy" if field.name == "training" else f"{path}.{field.name}".lstrip(".")
+                found[id(value)] = child
+                visit(value, child)
+
+    visit(params, "")
+    for name, strategy in params.strategies.items():
+        found[id(strategy)] = f"strategies.{name}"
+        found[id(strategy.training)] = "strategy"
+        visit(strategy, f"strategies.{name}")
+    return found
+
+
+@contextmanager
+def recording_reads(stage_module) -> Iterator[set[str]]:
+    """Record the key path of every leaf value read from params loaded by stage_module."""
+    reads: set[str] = set()
+    paths_by_id: dict[int, str] = {}
+    real_load = stage_module.load_params
+
+    def load_and_register(*arguments, **keywords) -> config.Params:
+        params = real_load(*arguments, **keywords)
+        paths_by_id.update(key_paths(params))
+        return params
+
+    def recording_getattribute(self, name):
+        value = object.__getattribute__(self, name)
+        path = paths_by_id.get(id(self))
+        is_field = name in {field.name for field in dataclasses.fields(type(self))}
+        if path is not None and is_field and not dataclasses.is_dataclass(value) and not isinstance(value, dict):
+            reads.add(f"{path}.{name}".lstrip("."))
+        return value
+
+    stage_module.load_params = load_and_register
+    for cls in CONFIG_CLASSES:
+        cls.__getattribute__ = recording_getattribute
+    try:
+        yield reads
+    finally:
+        stage_module.load_params = real_load
+        for cls in CONFIG_CLASSES:
+            del cls.__getattribute__
+
+
+def covered(read: str, declared: set[str]) -> bool:
+    """True when a declared key is the read key or one of its parents."""
+    return any(read == key or read.startswith(f"{key}.") for key in declared)
+
+
+def assert_reads_match(reads: set[str], declared: set[str]) -> None:
+    """No read outside the declared keys, and every declared key read at least once."""
+    undeclared = {read for read in reads if not covered(read, declared)}
+    unused = {key for key in declared if not any(covered(read, {key}) for read in reads)}
+    assert not undeclared, f"reads params not declared in dvc.yaml: {sorted(undeclared)}"
+    assert not unused, f"declares params it never reads: {sorted(unused)}"
+
+
+def write_params(project: Path, **changes: dict) -> None:
+    """The committed params.yaml with a small synthetic run and the given section changes."""
+    params = yaml.safe_load((paths.PROJECT_ROOT / "params.yaml").read_text())
+    params["data"].update(SMALL_RUN)
+    params["model"]["weights"] = "random"
+    params["strategy"]["epochs"] = 1
+    for section, values in changes.items():
+        params[section].update(values)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A project copy with params for a tiny synthetic run (stages run in-process with it as cwd)."""
+    root = tmp_path_factory.mktemp("project")
+    write_params(root)
+    return root
+
+
+def run_recorded(stage_module, project: Path, monkeypatch, *arguments: str) -> set[str]:
+    """Run a stage in-process in project and return the params keys it read."""
+    monkeypatch.chdir(project)
+    with recording_reads(stage_module) as reads:
+        if arguments:
+            stage_module.run(*arguments)
+        else:
+            stage_module.main()
+    return reads
+
+
+def test_download_reads_what_it_declares(project, monkeypatch):
+    reads = run_recorded(download, project, monkeypatch)  # synthetic
+    archive_copy = project / "copy.tar.gz"
+    shutil.copy(project / paths.ARCHIVE_PATH, archive_copy)
+    md5 = subprocess.run(["md5sum", str(archive_copy)], capture_output=True, text=True, check=True).stdout.split()[0]
+    write_params(project, data={"source": str(archive_copy), "md5": md5})
+    try:
+        reads |= run_recorded(download, project, monkeypatch)  # a local file, checked against data.md5
+    finally:
+        write_params(project)
+    assert_reads_match(reads, declared_params("download"))
+
+
+def test_prepare_reads_what_it_declares(project, monkeypatch):
+    assert_reads_match(run_recorded(prepare, project, monkeypatch), declared_params("prepare"))
+
+
+def test_weights_reads_what_it_declares(project, monkeypatch):
+    reads = run_recorded(weights, project, monkeypatch)  # random
+    weights_copy = project / "copy.pth"
+    shutil.copy(project / paths.PRETRAINED_PATH, weights_copy)
+    write_params(project, model={"weights": str(weights_copy)})
+    try:
+        reads |= run_recorded(weights, project, monkeypatch)  # a local file
+    finally:
+        write_params(project)
+    assert_reads_match(reads, declared_params("weights"))
+
+
+@pytest.mark.parametrize("strategy", ["shallow", "deep", "scratch"])
+def test_train_reads_what_it_declares(project, monkeypatch, strategy):
+    reads = run_recorded(train, project, monkeypatch, strategy)
+    assert_reads_match(reads, declared_params("train", strategy))
+
+
+def test_plots_reads_what_it_declares(project, monkeypatch):
+    reads = run_recorded(plots, project, monkeypatch)
+    assert_reads_match(reads, declared_params("plots"))
+
+
+def test_recording_catches_an_undeclared_read():
+    with pytest.raises(AssertionError, match=r"not declared in dvc.yaml: \['data.val_size'\]"):
+        assert_reads_match({"seed", "data.val_size"}, {"seed"})
+    with pytest.raises(AssertionError, match=r"never reads: \['model.head'\]"):
+        assert_reads_match({"seed"}, {"seed", "model.head"})
