@@ -70,6 +70,16 @@ WARMUP_STEPS = 2  # untimed steps before each contender's first timed epoch
 RSS_EPOCHS = 1  # epochs of the train stage whose peak memory is measured
 SCRATCH, SHALLOW = "scratch", "shallow"  # strategies of params.yaml that the epochs use
 LOG_TAIL_CHARS = 2000  # of a failed stage's output, shown in the error
+# Runs argv[2:] with its output in the file argv[1] and prints "<its ru_maxrss> <its exit code>". A child
+# inherits the peak RSS of the process it was forked from (Linux keeps the old memory's high-water mark
+# across exec), so the stage must be started by this small fresh process, not by this benchmark's big one.
+RSS_LAUNCHER = """
+import os, subprocess, sys
+with open(sys.argv[1], "w") as log:
+    child = subprocess.Popen(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(child.pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
 
 # name: (comparison, target); the JSON keys, in order
 TARGETS = {
@@ -365,15 +375,13 @@ def run_stage(command: list[str], project: Path) -> None:
 
 
 def child_peak_rss_mb(command: list[str], project: Path) -> float:
-    """Run command in project and return its own peak RSS in MiB, from os.wait4 (this child only)."""
+    """Run command in project through RSS_LAUNCHER and return the command's own peak RSS in MiB."""
     log_path = project / "stage.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=project, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[1:])} failed ({process.returncode}): {log_path.read_text()[-LOG_TAIL_CHARS:]}")
-    kib = usage.ru_maxrss / 1024 if sys.platform == "darwin" else usage.ru_maxrss  # macOS reports bytes, Linux KiB
+    launched = subprocess.run([sys.executable, "-c", RSS_LAUNCHER, str(log_path), *command], cwd=project, capture_output=True, text=True, check=True)
+    max_rss, exit_code = map(int, launched.stdout.split())
+    if exit_code != 0:
+        raise RuntimeError(f"{' '.join(command[1:])} failed ({exit_code}): {log_path.read_text()[-LOG_TAIL_CHARS:]}")
+    kib = max_rss / 1024 if sys.platform == "darwin" else max_rss  # macOS reports bytes, Linux KiB
     return kib / 1024
 
 

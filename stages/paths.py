@@ -44,6 +44,11 @@ def timing_path(strategy: str) -> Path:
     return results_dir(strategy) / "timing.json"
 
 
+def provenance_path(strategy: str) -> Path:
+    """What produced one strategy's results: resolved config, library versions, device."""
+    return results_dir(strategy) / "provenance.json"
+
+
 def checkpoint_path(strategy: str) -> Path:
     """Where an interrupted train stage keeps its completed epochs."""
     return CHECKPOINTS_DIR / f"{strategy}.pt"

@@ -41,6 +41,7 @@ class StrategyResult:
     history: list[dict]  # rows of history.json
     metrics: dict  # metrics.json
     timing: dict  # timing.json
+    provenance: dict  # provenance.json
 
 
 def read_json(path: Path) -> object:
@@ -54,7 +55,13 @@ def read_json(path: Path) -> object:
 def load_result(strategy: StrategyConfig) -> StrategyResult:
     """One strategy's outputs from results/<strategy>/."""
     name = strategy.name
-    return StrategyResult(strategy, read_json(paths.history_path(name)), read_json(paths.metrics_path(name)), read_json(paths.timing_path(name)))
+    return StrategyResult(
+        strategy,
+        read_json(paths.history_path(name)),
+        read_json(paths.metrics_path(name)),
+        read_json(paths.timing_path(name)),
+        read_json(paths.provenance_path(name)),
+    )
 
 
 def final_score_rows(results: list[StrategyResult]) -> list[dict]:
@@ -86,6 +93,18 @@ def summary_table(results: list[StrategyResult]) -> str:
             f"| {metrics['trainable_params']:,} | {metrics['best_epoch']} | {metrics['best_val_top1']:.4f} "
             f"| {metrics['test_top1']:.4f} | {metrics['test_top5']:.4f} | {metrics['test_loss']:.4f} "
             f"| {result.timing['total_seconds'] / 60:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def provenance_table(results: list[StrategyResult]) -> str:
+    """Markdown table of where and with what each strategy ran."""
+    lines = ["| strategy | device | python | torch | torchvision | torchmetrics | dvc |", "|---|---|---|---|---|---|---|"]
+    for result in results:
+        versions = result.provenance["versions"]
+        lines.append(
+            f"| {result.strategy.name} | {result.provenance['device']} | {versions['python']} | {versions['torch']} "
+            f"| {versions['torchvision']} | {versions['torchmetrics']} | {versions['dvc']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -146,7 +165,9 @@ def main() -> None:
         save_figure(draw_epoch_figure(results, column, title, y_label), paths.PLOTS_DIR / f"{stem}.png")
     save_figure(draw_test_figure(results), paths.PLOTS_DIR / f"{TEST_FIGURE}.png")
     with atomic_path(SUMMARY_PATH) as temp_path:
-        temp_path.write_text("# Final scores\n\n" + provenance_note(params) + "\n" + summary_table(results))
+        temp_path.write_text(
+            "# Final scores\n\n" + provenance_note(params) + "\n" + summary_table(results) + "\n## Provenance\n\n" + provenance_table(results)
+        )
     print(f"plots: {len(results)} strategies -> {paths.PLOTS_DIR}/")
 
 

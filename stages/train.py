@@ -181,17 +181,24 @@ def final_metrics(test: Scores, progress: FitProgress, net: StrategyNet) -> dict
     }
 
 
+def provenance(params: Params, strategy: StrategyConfig, compute: Compute) -> dict:
+    """What produced a result: the strategy, its resolved config, library versions and device."""
+    return {
+        "strategy": strategy.name,
+        "config": resolved_config(params, strategy),
+        "versions": library_versions(),
+        "device": compute.describe(),
+    }
+
+
 def save_model(net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, compute: Compute) -> None:
     """models/<strategy>.pt: torchvision-layout weights plus what is needed to use and reproduce them."""
     checkpoint = {
         # On the CPU in the default layout, so loading never depends on where or how it was trained.
         "state_dict": {key: value.detach().cpu().contiguous() for key, value in net.resnet.state_dict().items()},
-        "strategy": strategy.name,
-        "config": resolved_config(params, strategy),
         "class_names": list(data.class_names),
         "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "image_size": params.data.image_size},
-        "versions": library_versions(),
-        "device": compute.describe(),
+        **provenance(params, strategy, compute),
     }
     save_torch(checkpoint, paths.model_path(strategy.name))
 
@@ -223,6 +230,7 @@ def run(strategy_name: str) -> None:
     save_model(net, strategy, params, data, compute)
     write_json(paths.history_path(strategy.name), progress.history)
     write_json(paths.metrics_path(strategy.name), metrics)
+    write_json(paths.provenance_path(strategy.name), provenance(params, strategy, compute))
     write_json(
         paths.timing_path(strategy.name),
         {

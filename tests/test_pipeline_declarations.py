@@ -60,6 +60,7 @@ def test_stage_outputs_are_the_paths_the_code_writes():
         str(paths.history_path(key)),
         str(paths.metrics_path(key)),
         str(paths.timing_path(key)),
+        str(paths.provenance_path(key)),
     }
     assert stage_body("plots")["outs"] == [{str(paths.PLOTS_DIR): {"cache": False}}]
     assert str(paths.RESULTS_DIR) in stage_body("plots")["deps"]
