@@ -23,7 +23,10 @@ def copy_local_archive(source: Path, checksum: Checksum, destination: Path) -> N
     """Verify a local archive against data.md5, then copy it into place atomically."""
     if not source.is_file():
         raise UserError(f"data.source = '{source}' is not a file, an http(s) URL or 'synthetic'")
-    verify_checksum(source, checksum)
+    try:
+        verify_checksum(source, checksum)
+    except UserError as error:
+        raise UserError(f"{error}; use the official archive, or set data.md5 to this file's MD5 if it is meant to differ") from None
     with atomic_path(destination) as temp_path:
         shutil.copyfile(source, temp_path)
 

@@ -108,8 +108,11 @@ def load_backbone_state(path: Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"pretrained weights {path} are missing; run: dvc repro weights") from None
-    except Exception as error:  # torch raises many types for a corrupt file
-        raise UserError(f"pretrained weights {path} cannot be read: {error}".splitlines()[0]) from None
+    except Exception:  # torch raises many types for a corrupt file, with advice that does not apply here
+        raise UserError(
+            f"pretrained weights {path} cannot be read as a PyTorch state_dict; model.weights takes "
+            "'imagenet', 'random' or the path of a ResNet18 state_dict (.pth)"
+        ) from None
     with torch.device("meta"):  # shapes only: no memory, no draw from the global random stream
         expected = resnet18(weights=None).state_dict()
     if not isinstance(state, dict) or set(state) != set(expected):

@@ -79,14 +79,18 @@ class Project:
         )
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    """A fresh project copy with the committed params.yaml."""
-    root = tmp_path / "project"
+def copy_project(root: Path) -> Project:
+    """Copy stages/ to root and write the committed params.yaml there."""
     shutil.copytree(paths.PROJECT_ROOT / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     copied = Project(root)
     copied.write_params({})
     return copied
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A fresh project copy with the committed params.yaml."""
+    return copy_project(tmp_path / "project")
 
 
 def error_line(result: subprocess.CompletedProcess, *, retry_notices: int = 0) -> str:
@@ -280,14 +284,37 @@ def test_val_size_above_the_training_set_names_the_key_and_range(project: Projec
 # --- 5. weights -------------------------------------------------------------------------------
 
 
-def test_garbage_weights_file_names_the_file_and_writes_nothing(project: Project, tmp_path: Path):
-    garbage = tmp_path / "resnet18-garbage.pth"
+@dataclass
+class GarbageWeightsRun:
+    """The weights stage run once on a file of garbage bytes; two tests read its result."""
+
+    project: Project
+    garbage: Path
+    result: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="module")
+def garbage_weights_run(tmp_path_factory) -> GarbageWeightsRun:
+    """python -m stages.weights with model.weights naming a 4 KB file of garbage bytes."""
+    root = tmp_path_factory.mktemp("garbage_weights")
+    garbage = root / "resnet18-garbage.pth"
     garbage.write_bytes(bytes(range(256)) * 16)
+    project = copy_project(root / "project")
     project.write_params({"model": {"weights": str(garbage)}})
-    message = error_line(project.run("weights"))
-    assert str(garbage) in message
+    return GarbageWeightsRun(project, garbage, project.run("weights"))
+
+
+def test_garbage_weights_file_names_the_file_and_writes_nothing(garbage_weights_run: GarbageWeightsRun):
+    message = error_line(garbage_weights_run.result)
+    assert str(garbage_weights_run.garbage) in message
     assert "cannot be read" in message
-    assert_left_nothing(project, paths.PRETRAINED_PATH)
+    assert_left_nothing(garbage_weights_run.project, paths.PRETRAINED_PATH)
+
+
+def test_garbage_weights_message_says_what_model_weights_accepts(garbage_weights_run: GarbageWeightsRun):
+    message = error_line(garbage_weights_run.result)
+    assert "weights_only" not in message  # advice to load an untrusted pickle is no fix
+    assert "model.weights" in message and "'imagenet'" in message and "'random'" in message
 
 
 # --- 6. train ---------------------------------------------------------------------------------
@@ -310,3 +337,4 @@ def test_diverging_loss_stops_training_with_epoch_step_and_lr(project: Project):
     assert re.search(r"by step \d+ at lr 1e\+12;", message), message
     assert "strategy.lr" in message
     assert_left_nothing(project, paths.results_dir("scratch"), paths.model_path("scratch"), paths.checkpoint_path("scratch"))
+

@@ -37,11 +37,20 @@ def merge(tree: dict, changes: dict) -> dict:
     return merged
 
 
+def experiment_name(exp_run_output: str) -> str:
+    """The name `dvc exp run` gave its experiment."""
+    match = re.search(r"Ran experiment\(s\): (\S+)", exp_run_output)
+    assert match, exp_run_output
+    return match.group(1)
+
+
 class Repo:
     """A throwaway git + DVC repository holding a copy of the project."""
 
     def __init__(self, root: Path):
         self.root = root
+        self.experiments: dict[str, str] = {}  # what each `dvc exp run` changed -> its name
+        self.experiment_metrics: dict[str, dict] = {}  # the same key -> metrics() right after it ran
         venv_bin = str(Path(sys.executable).parent)
         self.env = {
             **os.environ,
@@ -67,6 +76,12 @@ class Repo:
     def read_json(self, path: Path) -> object:
         """Parsed JSON file of the repository."""
         return json.loads((self.root / path).read_text())
+
+    def locked_hash(self, stage: str, output: Path) -> str:
+        """The MD5 dvc.lock records for one output of a stage."""
+        lock = yaml.safe_load((self.root / "dvc.lock").read_text())
+        (entry,) = [out for out in lock["stages"][stage]["outs"] if out["path"] == str(output)]
+        return entry["md5"]
 
     def metrics(self) -> dict[str, dict]:
         """metrics.json of every strategy, by strategy."""
@@ -123,14 +138,25 @@ def test_second_repro_reruns_nothing(repo: Repo):
     repo.run("git", "commit", "-qm", "baseline run")
 
 
+def test_forced_rerun_reproduces_the_same_bytes(repo: Repo):
+    before = {path: (repo.root / path).read_bytes() for path in (paths.metrics_path("scratch"), paths.history_path("scratch"))}
+    model_hash_before = repo.locked_hash("train@scratch", paths.model_path("scratch"))
+    output = repo.dvc("repro", "--force", "--single-item", "train@scratch")
+    assert "Running stage 'train@scratch'" in output
+    assert {path: (repo.root / path).read_bytes() for path in before} == before
+    assert repo.locked_hash("train@scratch", paths.model_path("scratch")) == model_hash_before
+
+
 def test_exp_run_with_new_lr_retrains_only(repo: Repo):
     baseline = repo.metrics()
     output = repo.dvc("exp", "run", "-S", f"strategy.lr={OTHER_LR}")
+    repo.experiments["lr"] = experiment_name(output)
     for stage in ("download", "prepare", "weights"):
         assert f"Stage '{stage}' didn't change, skipping" in output
     for stage in ("train@shallow", "train@deep", "train@scratch", "plots"):
         assert f"Running stage '{stage}'" in output
     changed = repo.metrics()
+    repo.experiment_metrics["lr"] = changed
     for name in STRATEGIES:
         assert changed[name]["test_loss"] != baseline[name]["test_loss"], name
         assert repo.read_json(paths.history_path(name))[0]["lr"] == OTHER_LR
@@ -138,6 +164,15 @@ def test_exp_run_with_new_lr_retrains_only(repo: Repo):
     for name in STRATEGIES:
         test_loss = diff[str(paths.metrics_path(name))]["test_loss"]
         assert (test_loss["old"], test_loss["new"]) == (baseline[name]["test_loss"], changed[name]["test_loss"])
+
+
+def test_changing_one_strategy_reruns_only_its_stage_and_plots(repo: Repo):
+    output = repo.dvc("exp", "run", "-S", "strategies.deep.train_layers=[layer3,layer4]")
+    repo.experiments["deep_layers"] = experiment_name(output)
+    assert "Running stage 'train@deep'" in output and "Running stage 'plots'" in output
+    for stage in ("download", "prepare", "weights", "train@shallow", "train@scratch"):
+        assert f"Stage '{stage}' didn't change, skipping" in output
+    assert "| deep | yes | layer3 + layer4 + head |" in (repo.root / paths.PLOTS_DIR / "summary.md").read_text()
 
 
 def find_revision(tree: object, name: str) -> dict | None:
@@ -154,16 +189,16 @@ def find_revision(tree: object, name: str) -> dict | None:
 
 
 def test_exp_show_lists_the_experiment_with_metrics(repo: Repo):
-    (experiment,) = repo.dvc("exp", "list", "--name-only").split()
-    revision = find_revision(json.loads(repo.dvc("exp", "show", "--json")), experiment)
+    assert set(repo.dvc("exp", "list", "--name-only").split()) == set(repo.experiments.values())
+    revision = find_revision(json.loads(repo.dvc("exp", "show", "--json")), repo.experiments["lr"])
     assert revision is not None, f"dvc exp show does not list {experiment}"
     assert revision["params"]["params.yaml"]["data"]["strategy"]["lr"] == OTHER_LR
     for name in STRATEGIES:
-        assert revision["metrics"][str(paths.metrics_path(name))]["data"] == repo.metrics()[name]
+        assert revision["metrics"][str(paths.metrics_path(name))]["data"] == repo.experiment_metrics["lr"][name]
 
 
 def test_plots_diff_names_every_strategy(repo: Repo):
-    experiment = repo.dvc("exp", "list", "--name-only").split()[0]
+    experiment = repo.experiments["lr"]
     output_dir = repo.root / "plots_diff"
     repo.dvc("plots", "diff", "HEAD", experiment, "-o", str(output_dir))
     html = (output_dir / "index.html").read_text()
