@@ -8,7 +8,9 @@ Every contender runs in this process, one after another, on the same synthetic u
 generated in memory, through the project's own code (stages.*) with the compute section of params.yaml
 (device, precision, channels_last). Each is built and warmed up (2 steps) once, then timed --repeats
 times, the repeats interleaved with the other contenders' so that load from other processes hits all
-alike; the fastest repeat counts (the least disturbed one). compute.compile is not applied.
+alike; the fastest repeat counts (the least disturbed one). The project's contenders run with the
+process-wide settings the train stage applies (stages.device.make_deterministic); the baselines without
+them, as a plain script would. compute.compile is not applied.
 
 The ratios (keys of the JSON object printed as the last line; target in brackets):
   train_step_vs_bare               images/s of train_one_epoch for scratch (augmentation, model, optimizer,
@@ -39,7 +41,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +57,10 @@ from torchvision.models import resnet18
 
 from stages.batches import FeatureBatches, ImageBatches, cache_features, training_batches
 from stages.cifar_archive import NUM_CLASSES
-from stages.config import Params, StrategyConfig, load_params
+from stages.config import DEVICES, PRECISIONS, Params, StrategyConfig, load_params
 from stages.data import IMAGENET_MEAN, IMAGENET_STD, ImageSplit, PreparedData, epoch_generator, normalize, shuffled_batches
-from stages.device import Compute, resolve_compute
+from stages.device import Compute, make_deterministic, resolve_compute
+from stages.errors import run_stage
 from stages.model import build_network
 from stages.paths import PARAMS_PATH, PROJECT_ROOT
 from stages.train import build_optimizer, train_one_epoch
@@ -65,11 +69,12 @@ from stages.weights import write_random_weights
 DEFAULT_IMAGES = 2048  # images per timed epoch: 16 steps of 128, about 2 s of scratch training on 2 CPU cores
 DEFAULT_REPEATS = 3  # timed repeats per contender; the fastest counts
 DEFAULT_WORKERS = (0, 1, 2)  # DataLoader num_workers tried for the torchvision baseline
-DEFAULT_RSS_STRATEGY = "shallow"  # a scratch epoch over 45,000 images takes minutes on 2 CPU cores
+DEFAULT_RSS_STRATEGY = "scratch"  # the heaviest stage; about 1 min for its one epoch on 2 idle CPU cores ("shallow": ~20 s)
 WARMUP_STEPS = 2  # untimed steps before each contender's first timed epoch
 RSS_EPOCHS = 1  # epochs of the train stage whose peak memory is measured
 SCRATCH, SHALLOW = "scratch", "shallow"  # strategies of params.yaml that the epochs use
 LOG_TAIL_CHARS = 2000  # of a failed stage's output, shown in the error
+DECIMALS = 3  # of every float in the table and the JSON line
 # Runs argv[2:] with its output in the file argv[1] and prints "<its ru_maxrss> <its exit code>". A child
 # inherits the peak RSS of the process it was forked from (Linux keeps the old memory's high-water mark
 # across exec), so the stage must be started by this small fresh process, not by this benchmark's big one.
@@ -196,10 +201,10 @@ def bare_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: 
 
 def premade_batches(bench: Bench) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Every full batch normalised ahead of time, on the device, in the compute's memory format."""
-    split, size = bench.split, bench.batch_size
+    split, size, image_size = bench.split, bench.batch_size, bench.params.data.image_size
     starts = range(0, len(split) - size + 1, size)
     return [
-        (normalize(split.images[start : start + size], 32).contiguous(memory_format=bench.compute.memory_format), split.labels[start : start + size])
+        (normalize(split.images[start : start + size], image_size).contiguous(memory_format=bench.compute.memory_format), split.labels[start : start + size])
         for start in starts
     ]
 
@@ -212,6 +217,7 @@ def bare_contender(bench: Bench) -> Contender:
         bare_step(model, optimizer, inputs, labels, bench.compute.amp_dtype)
 
     def epoch() -> int:
+        """Bare steps over every pre-made batch; returns images seen."""
         for inputs, labels in batches:
             bare_step(model, optimizer, inputs, labels, bench.compute.amp_dtype)
         return len(batches) * bench.batch_size
@@ -237,8 +243,10 @@ class PilImages(Dataset):
 
 def notebook_loader(bench: Bench, workers: int) -> DataLoader:
     """DataLoader over PilImages with the usual CIFAR augmentation; drops the last partial batch like the project."""
+    image_size = bench.params.data.image_size
+    resize = [transforms.Resize(image_size)] if image_size != 32 else []  # as the project does above 32 px
     transform = transforms.Compose(
-        [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), *resize, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     )
     return DataLoader(
         PilImages(bench.images, bench.labels, transform),
@@ -258,6 +266,7 @@ def loader_contender(bench: Bench, workers: int) -> Contender:
     compute = bench.compute
 
     def feed(batches) -> int:
+        """Bare steps over (inputs, labels) batches from the loader; returns images seen."""
         seen = 0
         for inputs, labels in batches:
             inputs = inputs.to(compute.device, non_blocking=True).contiguous(memory_format=compute.memory_format)
@@ -270,7 +279,29 @@ def loader_contender(bench: Bench, workers: int) -> Contender:
 
 
 # ---------------------------------------------------------------------------------------------
-# The project's own path
+# The project's own path, with the process-wide settings of the train stage
+
+
+@contextmanager
+def stage_settings() -> Iterator[None]:
+    """Deterministic kernels as stages.train.run sets them, for the project's contenders only; restored after."""
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark
+    make_deterministic()
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.benchmark = previous[2]
+
+
+def in_stage_settings(contender: Contender) -> Contender:
+    """contender, run under stage_settings."""
+
+    def run() -> int:
+        with stage_settings():
+            return contender()
+
+    return run
 
 
 def subset(batches: ImageBatches, num_images: int) -> ImageBatches:
@@ -293,6 +324,7 @@ def epoch_contender(bench: Bench, strategy_name: str) -> Contender:
     batches = ImageBatches(bench.split, bench.params.data.image_size, bench.params.data.augment, bench.compute)
 
     def run(source: ImageBatches, epoch: int) -> int:
+        """One train_one_epoch over source; returns images seen."""
         generator = epoch_generator(bench.params.seed, epoch, bench.compute.device)
         return train_one_epoch(net, optimizer, source, bench.batch_size, generator, bench.compute, NUM_CLASSES, f"benchmark {strategy_name}")[2]
 
@@ -306,6 +338,7 @@ def data_path_contender(bench: Bench) -> Contender:
     device = bench.compute.device
 
     def epoch() -> int:
+        """Network inputs of one epoch's shuffled, augmented batches; returns images made."""
         generator = epoch_generator(bench.params.seed, 1, device)
         indices_list = shuffled_batches(len(batches), bench.batch_size, generator)
         for indices in indices_list:
@@ -330,9 +363,11 @@ def cached_shallow_contenders(bench: Bench) -> tuple[Contender, Contender]:
     assert isinstance(features, FeatureBatches), "shallow without augmentation should train on cached features"
 
     def cache() -> int:
+        """Cache every image's frozen features afresh; returns images cached."""
         return len(training_batches(net, images, strategy.augment, cache_batch_size))
 
     def epoch() -> int:
+        """One shallow epoch on the cached features; returns images seen."""
         generator = epoch_generator(bench.params.seed, 1, bench.compute.device)
         return train_one_epoch(net, optimizer, features, bench.batch_size, generator, bench.compute, NUM_CLASSES, "benchmark shallow, cached")[2]
 
@@ -367,7 +402,7 @@ def write_rss_params(source: Path, destination: Path, device: str) -> None:
     destination.write_text(yaml.safe_dump(tree, sort_keys=False))
 
 
-def run_stage(command: list[str], project: Path) -> None:
+def run_command(command: list[str], project: Path) -> None:
     """Run a stage command in project; RuntimeError with its output's tail if it fails."""
     result = subprocess.run(command, cwd=project, capture_output=True, text=True)
     if result.returncode != 0:
@@ -392,7 +427,7 @@ def peak_rss_mb(strategy: str, device: str) -> tuple[float, float]:
         shutil.copytree(PROJECT_ROOT / "stages", project / "stages", ignore=shutil.ignore_patterns("__pycache__"))
         write_rss_params(PROJECT_ROOT / PARAMS_PATH, project / PARAMS_PATH, device)
         for stage in ("download", "prepare", "weights"):
-            run_stage([sys.executable, "-m", f"stages.{stage}"], project)
+            run_command([sys.executable, "-m", f"stages.{stage}"], project)
         started = time.perf_counter()
         peak = child_peak_rss_mb([sys.executable, "-m", "stages.train", strategy], project)
         return peak, time.perf_counter() - started
@@ -417,11 +452,12 @@ def ratios(timings: dict[str, Timing], loader_names: list[str], epochs: int) -> 
 
 
 def verdict(name: str, value: float | None) -> tuple[str, str]:
-    """(target text, 'pass'/'FAIL'/'skipped') for a JSON key."""
+    """(target text, 'pass'/'FAIL'/'skipped') for a JSON key, judged on the value as printed (3 decimals)."""
     comparison, target = TARGETS[name]
     if value is None:
         return f"{comparison} {target:g}", "skipped"
-    passed = value >= target if comparison == ">=" else value <= target
+    shown = round(value, DECIMALS)
+    passed = shown >= target if comparison == ">=" else shown <= target
     return f"{comparison} {target:g}", "pass" if passed else "FAIL"
 
 
@@ -442,7 +478,7 @@ def measurement_rows(timings: dict[str, Timing], loader_names: list[str], epochs
         ("shallow epoch on cached features", timings["cached epoch"].best, "s", spread(timings["cached epoch"])),
         ("cached shallow, amortised", (timings["cache"].best + epochs * timings["cached epoch"].best) / epochs, "s", f"(cache + {epochs} epochs) / {epochs}"),
     ]
-    rows += [(f"torchvision DataLoader, {name}", timings[name].images_per_second, "img/s", spread(timings[name])) for name in loader_names]
+    rows += [(f"torchvision DataLoader, {name}", timings[name].images_per_second, "img/s", f"{spread(timings[name])}; workers start each epoch") for name in loader_names]
     return rows
 
 
@@ -450,12 +486,12 @@ def print_table(rows: list[tuple[str, float, str, str]], results: dict[str, floa
     """Measurements, then each ratio with its target and verdict."""
     print(f"\n{'measurement':<44} {'value':>12}  {'unit':<6} note")
     for name, value, unit, note in rows:
-        print(f"{name:<44} {value:>12.3f}  {unit:<6} {note}")
+        print(f"{name:<44} {value:>12.{DECIMALS}f}  {unit:<6} {note}")
     print(f"\n{'result':<34} {'value':>10}  {'unit':<6} {'target':<8} {'':<7} note")
     for name, value in results.items():
         target, outcome = verdict(name, value)
         unit = "MiB" if name == "peak_rss_mb" else "ratio"
-        shown = "null" if value is None else f"{value:.3f}"
+        shown = "null" if value is None else f"{value:.{DECIMALS}f}"
         print(f"{name:<34} {shown:>10}  {unit:<6} {target:<8} {outcome:<7} {notes.get(name, '')}")
 
 
@@ -468,12 +504,12 @@ def parse_args(params: Params) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES, help=f"images per timed epoch (default {DEFAULT_IMAGES})")
     parser.add_argument("--batch-size", type=int, default=params.strategy.batch_size, help="images per step (default: params strategy.batch_size)")
-    parser.add_argument("--device", default=params.compute.device, help="auto, cpu, cuda or mps (default: params compute.device)")
-    parser.add_argument("--precision", default=params.compute.precision, help="auto, fp32 or bf16 (default: params compute.precision)")
+    parser.add_argument("--device", default=params.compute.device, choices=DEVICES, help="auto, cpu, cuda or mps (default: params compute.device)")
+    parser.add_argument("--precision", default=params.compute.precision, choices=PRECISIONS, help="auto, fp32 or bf16 (default: params compute.precision)")
     parser.add_argument("--workers", type=int, nargs="+", default=list(DEFAULT_WORKERS), help="DataLoader num_workers to try (default 0 1 2)")
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help=f"timed repeats per contender, fastest counts (default {DEFAULT_REPEATS})")
     parser.add_argument("--skip-rss", action="store_true", help="skip the peak-memory run of the train stage (peak_rss_mb: null)")
-    parser.add_argument("--rss-strategy", default=DEFAULT_RSS_STRATEGY, help=f"strategy whose train stage is measured (default {DEFAULT_RSS_STRATEGY})")
+    parser.add_argument("--rss-strategy", default=DEFAULT_RSS_STRATEGY, help=f"strategy whose train stage is measured (default {DEFAULT_RSS_STRATEGY}; shallow is ~40 s quicker)")
     args = parser.parse_args()
     if args.batch_size < 1 or args.images < args.batch_size or args.repeats < 1 or min(args.workers) < 0:
         parser.error("need --batch-size >= 1, --images >= --batch-size, --repeats >= 1 and --workers >= 0")
@@ -491,16 +527,14 @@ def main() -> None:
         bench = make_bench(args, params, Path(temp) / "resnet18.pth")
         print(f"benchmark: {args.images} images, batch {bench.batch_size}, on {bench.compute.describe()}, torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
         loader_names = [f"num_workers={workers}" for workers in args.workers]
-        cache, cached_epoch = cached_shallow_contenders(bench)
-        contenders = {
-            "bare": bare_contender(bench),
-            SCRATCH: epoch_contender(bench, SCRATCH),
-            "data path": data_path_contender(bench),
-            SHALLOW: epoch_contender(bench, SHALLOW),
-            "cache": cache,
-            "cached epoch": cached_epoch,
-            **{name: loader_contender(bench, workers) for name, workers in zip(loader_names, args.workers)},
-        }
+        with stage_settings():  # set-up and warm-up of the project's contenders
+            cache, cached_epoch = cached_shallow_contenders(bench)
+            project = {SCRATCH: epoch_contender(bench, SCRATCH), "data path": data_path_contender(bench), SHALLOW: epoch_contender(bench, SHALLOW)}
+        project |= {"cache": cache, "cached epoch": cached_epoch}
+        baselines = {"bare": bare_contender(bench), **{name: loader_contender(bench, workers) for name, workers in zip(loader_names, args.workers)}}
+        contenders = baselines | {name: in_stage_settings(contender) for name, contender in project.items()}
+        order = ["bare", SCRATCH, "data path", SHALLOW, "cache", "cached epoch", *loader_names]  # bare beside scratch: least drift between them
+        contenders = {name: contenders[name] for name in order}
         timings = measure(contenders, args.repeats, bench.compute.device)
     epochs = params.strategy_named(SHALLOW).training.epochs
     results: dict[str, float | None] = dict(ratios(timings, loader_names, epochs))
@@ -508,14 +542,14 @@ def main() -> None:
     results["peak_rss_mb"] = rss
     best_loader = max(loader_names, key=lambda name: timings[name].images_per_second)
     notes = {
-        "cached_shallow_vs_scratch_epoch": f"includes feature caching, amortised over {epochs} epochs (strategy.epochs)",
+        "cached_shallow_vs_scratch_epoch": f"includes feature caching, amortised over {epochs} epochs (shallow's strategy.epochs)",
         "pipeline_vs_torchvision_loader": f"best baseline: {best_loader}",
         "peak_rss_mb": "skipped (--skip-rss)" if rss is None else f"train@{args.rss_strategy}, {RSS_EPOCHS} epoch, default data sizes, {rss_seconds:.0f} s",
     }
     print_table(measurement_rows(timings, loader_names, epochs), results, notes)
     wall = time.perf_counter() - started
     print(f"\nwall time {wall:.1f} s; 1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after (on {os.cpu_count()} CPUs)")
-    summary = {name: None if value is None else round(value, 3) for name, value in results.items()}
+    summary = {name: None if value is None else round(value, DECIMALS) for name, value in results.items()}
     summary |= {
         "device": str(bench.compute.device),
         "precision": "fp32" if bench.compute.amp_dtype is None else str(bench.compute.amp_dtype).removeprefix("torch."),
@@ -529,10 +563,10 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "wall_seconds": round(wall, 3),
+        "wall_seconds": round(wall, DECIMALS),
     }
     print(json.dumps(summary))
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

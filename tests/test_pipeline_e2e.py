@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ SMALL_RUN = {  # about 15 s of training per strategy on 2 CPU cores
     "strategy": {"epochs": 3},
 }
 OTHER_LR = 0.03
+QUEUE_TIMEOUT_SECONDS = 600
 
 
 def merge(tree: dict, changes: dict) -> dict:
@@ -175,23 +177,24 @@ def test_changing_one_strategy_reruns_only_its_stage_and_plots(repo: Repo):
     assert "| deep | yes | layer3 + layer4 + head |" in (repo.root / paths.PLOTS_DIR / "summary.md").read_text()
 
 
-def find_revision(tree: object, name: str) -> dict | None:
-    """The entry of `dvc exp show --json` output whose name is name (searched recursively)."""
+def find_revisions(tree: object, matches) -> list[dict]:
+    """The data of every named entry of `dvc exp show --json` output for which matches(entry) is true."""
+    found = []
     if isinstance(tree, dict):
-        if tree.get("name") == name and "data" in tree:
-            return tree["data"]
+        if tree.get("name") and isinstance(tree.get("data"), dict) and tree["data"].get("params") and matches(tree):
+            found.append(tree["data"])
         tree = list(tree.values())
     if isinstance(tree, list):
         for child in tree:
-            if (found := find_revision(child, name)) is not None:
-                return found
-    return None
+            found.extend(find_revisions(child, matches))
+    return found
 
 
 def test_exp_show_lists_the_experiment_with_metrics(repo: Repo):
     assert set(repo.dvc("exp", "list", "--name-only").split()) == set(repo.experiments.values())
-    revision = find_revision(json.loads(repo.dvc("exp", "show", "--json")), repo.experiments["lr"])
-    assert revision is not None, f"dvc exp show does not list {experiment}"
+    revisions = find_revisions(json.loads(repo.dvc("exp", "show", "--json")), lambda entry: entry["name"] == repo.experiments["lr"])
+    assert len(revisions) == 1, f"dvc exp show does not list {repo.experiments['lr']} once"
+    revision = revisions[0]
     assert revision["params"]["params.yaml"]["data"]["strategy"]["lr"] == OTHER_LR
     for name in STRATEGIES:
         assert revision["metrics"][str(paths.metrics_path(name))]["data"] == repo.experiment_metrics["lr"][name]
@@ -205,3 +208,41 @@ def test_plots_diff_names_every_strategy(repo: Repo):
     for name in STRATEGIES:
         assert re.search(rf'"filename": "{name}\.json"', html), name
     assert f'"rev": "{experiment}"' in html and '"rev": "HEAD"' in html
+
+
+def test_queued_experiments_run_in_parallel(repo: Repo):
+    queued_lrs = (0.011, 0.012)
+    repo.dvc("exp", "run", "--queue", "-S", f"strategy.lr={queued_lrs[0]},{queued_lrs[1]}")
+    repo.dvc("queue", "start", "-j", "2")
+    deadline = time.monotonic() + QUEUE_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        status = repo.dvc("queue", "status")
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(5)
+    else:
+        repo.dvc("queue", "kill", "--force", *re.findall(r"^(\w+)\s", status, flags=re.M))
+        pytest.fail(f"the queue did not finish in {QUEUE_TIMEOUT_SECONDS} s:\n{status}")
+    assert status.count("Success") == 2, status
+    shown = json.loads(repo.dvc("exp", "show", "--json"))
+    for lr in queued_lrs:
+        revisions = find_revisions(shown, lambda entry: entry["data"]["params"]["params.yaml"]["data"]["strategy"]["lr"] == lr)
+        assert len(revisions) == 1, lr
+        for name in STRATEGIES:
+            assert 0 <= revisions[0]["metrics"][str(paths.metrics_path(name))]["data"]["test_top1"] <= 1
+
+
+def test_push_then_pull_into_a_fresh_clone(repo: Repo, tmp_path):
+    repo.run("git", "checkout", "-q", "--", ".")  # back to the committed baseline after the experiments
+    repo.dvc("checkout", "--force")
+    remote = tmp_path / "remote"
+    repo.dvc("remote", "add", "-d", "shared", str(remote))
+    repo.run("git", "commit", "-qam", "shared remote")
+    repo.dvc("push")
+    clone = Repo(tmp_path / "clone")
+    repo.run("git", "clone", "-q", str(repo.root), str(clone.root))
+    clone.dvc("pull")
+    assert "Data and pipelines are up to date" in clone.dvc("status")
+    assert clone.metrics() == repo.metrics()
+    for name in STRATEGIES:
+        assert (clone.root / paths.model_path(name)).read_bytes() == (repo.root / paths.model_path(name)).read_bytes()
