@@ -28,6 +28,8 @@ class ImageBatches:
         images = self.split.images[indices]
         if generator is not None and self.augment_config is not None:
             images = augment(images, self.augment_config, generator)
+        # Change the layout while the batch is uint8 (a quarter of the bytes); normalize keeps it.
+        images = images.contiguous(memory_format=self.compute.memory_format)
         return normalize(images, self.image_size).contiguous(memory_format=self.compute.memory_format)
 
     def logits(self, net: StrategyNet, indices: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -20,22 +20,24 @@ class Scores:
 
 
 class TopKAccuracy:
-    """Running micro-averaged top-1 and top-5 accuracy over batches of logits."""
+    """Running micro-averaged top-k accuracies (top-1 and top-5 unless told otherwise) over batches of logits."""
 
-    def __init__(self, num_classes: int, device: torch.device):
+    def __init__(self, num_classes: int, device: torch.device, ks: tuple[int, ...] = (1, 5)):
         # validate_args=False: the checks read values back from the device on every update.
-        self.top1 = MulticlassAccuracy(num_classes=num_classes, top_k=1, average="micro", validate_args=False).to(device)
-        self.top5 = MulticlassAccuracy(num_classes=num_classes, top_k=min(5, num_classes), average="micro", validate_args=False).to(device)
+        self.metrics = [
+            MulticlassAccuracy(num_classes=num_classes, top_k=min(k, num_classes), average="micro", validate_args=False).to(device)
+            for k in ks
+        ]
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """Add a batch: logits (B, classes), labels (B,)."""
         logits = logits.detach().float()
-        self.top1.update(logits, labels)
-        self.top5.update(logits, labels)
+        for metric in self.metrics:
+            metric.update(logits, labels)
 
-    def compute(self) -> tuple[float, float]:
-        """(top1, top5) over every batch added so far."""
-        return self.top1.compute().item(), self.top5.compute().item()
+    def compute(self) -> tuple[float, ...]:
+        """The accuracy for each k, in order, over every batch added so far."""
+        return tuple(metric.compute().item() for metric in self.metrics)
 
 
 def evaluate(net: StrategyNet, batches: ImageBatches | FeatureBatches, batch_size: int, num_classes: int, compute: Compute) -> Scores:

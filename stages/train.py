@@ -79,7 +79,7 @@ def train_one_epoch(
     """One pass over the shuffled (and, for images, augmented) training set; returns (mean loss, top-1, images seen)."""
     net.train()
     device = batches.labels.device
-    accuracy = TopKAccuracy(num_classes, device)
+    accuracy = TopKAccuracy(num_classes, device, ks=(1,))  # history has no train top-5: skip its cost
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     seen = 0
     progress = tqdm(shuffled_batches(len(batches), batch_size, generator), desc=description, unit="batch", leave=False, disable=None)
@@ -103,7 +103,7 @@ def train_one_epoch(
                     "lower the learning rate (strategy.lr) and run again; no results were written"
                 )
             progress.set_postfix(loss=f"{running_loss:.3f}")
-    train_top1, _ = accuracy.compute()
+    (train_top1,) = accuracy.compute()
     return loss_sum.item() / seen, train_top1, seen
 
 
