@@ -165,7 +165,7 @@ def test_committed_optimizer_settings(shallow_net):
     optimizer = build_optimizer(shallow_net, training)
     assert type(optimizer) is torch.optim.SGD
     (group,) = optimizer.param_groups
-    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (0.01, 0.9, 0.0005, True)
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (training.lr, training.momentum, training.weight_decay, True)
 
 
 @pytest.mark.parametrize(("name", "kind"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
