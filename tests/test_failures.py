@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,29 +177,13 @@ def served_archive(tmp_path_factory) -> bytes:
 
 
 @pytest.fixture
-def server(served_archive: bytes):
-    """A threaded HTTP server on 127.0.0.1 serving the archive; set server.fail_first to answer 503 first."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ArchiveHandler)
-    httpd.daemon_threads = True
-    httpd.payload = served_archive
-    httpd.fail_first = 0
-    httpd.requests = 0
-    httpd.lock = threading.Lock()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
-
-
-def url_of(httpd: http.server.HTTPServer) -> str:
-    """URL of the archive on the test server."""
-    return f"http://127.0.0.1:{httpd.server_address[1]}/cifar-100-python.tar.gz"
+def server(start_http_server, served_archive: bytes):
+    """A local server of the archive; set server.fail_first to answer 503 first."""
+    return start_http_server(ArchiveHandler, payload=served_archive, fail_first=0, requests=0)
 
 
 def test_http_download_with_correct_md5_writes_the_served_bytes(project: Project, server, served_archive: bytes):
-    project.write_params({"data": {"source": url_of(server), "md5": hashlib.md5(served_archive).hexdigest()}})
+    project.write_params({"data": {"source": server.url, "md5": hashlib.md5(served_archive).hexdigest()}})
     result = project.run_ok("download")
     assert result.stderr == ""
     assert (project.root / paths.ARCHIVE_PATH).read_bytes() == served_archive
@@ -210,17 +193,17 @@ def test_http_download_with_correct_md5_writes_the_served_bytes(project: Project
 
 def test_http_download_with_wrong_md5_names_both_digests_and_keeps_nothing(project: Project, server, served_archive: bytes):
     wrong_md5 = "0" * 32
-    project.write_params({"data": {"source": url_of(server), "md5": wrong_md5}})
+    project.write_params({"data": {"source": server.url, "md5": wrong_md5}})
     message = error_line(project.run("download"))
     assert f"expected md5 {wrong_md5}, got {hashlib.md5(served_archive).hexdigest()}" in message
-    assert url_of(server) in message
+    assert server.url in message
     assert_left_nothing(project, paths.ARCHIVE_PATH)
     assert server.requests == 1  # a wrong file is not fetched again
 
 
 def test_http_download_retries_503_then_succeeds(project: Project, server, served_archive: bytes):
     server.fail_first = 2
-    project.write_params({"data": {"source": url_of(server), "md5": hashlib.md5(served_archive).hexdigest()}})
+    project.write_params({"data": {"source": server.url, "md5": hashlib.md5(served_archive).hexdigest()}})
     result = project.run_ok("download")  # default backoff: sleeps 1 s, then 2 s
     assert (project.root / paths.ARCHIVE_PATH).read_bytes() == served_archive
     assert server.requests == 3

@@ -5,7 +5,6 @@ import http.server
 import random
 import re
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,23 +93,9 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server():
-    """A threaded HTTP server on 127.0.0.1; set server.plan to inject faults."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FaultyHandler)
-    httpd.daemon_threads = True
-    httpd.plan = FaultPlan()
-    httpd.lock = threading.Lock()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
-
-
-def url_of(httpd: http.server.HTTPServer) -> str:
-    """URL of the payload on the test server."""
-    return f"http://127.0.0.1:{httpd.server_address[1]}/cifar-100-python.tar.gz"
+def server(start_http_server):
+    """A local server of the payload; set server.plan to inject faults."""
+    return start_http_server(FaultyHandler, plan=FaultPlan())
 
 
 def part_of(destination: Path) -> Path:
@@ -120,7 +105,7 @@ def part_of(destination: Path) -> Path:
 
 def test_clean_download_is_verified_and_leaves_no_partial(server, tmp_path):
     destination = tmp_path / "raw" / "data.tar.gz"
-    fetch(url_of(server), destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
+    fetch(server.url, destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
     assert destination.read_bytes() == PAYLOAD
     assert not part_of(destination).exists()
     assert server.plan.range_headers == [None]
@@ -129,7 +114,7 @@ def test_clean_download_is_verified_and_leaves_no_partial(server, tmp_path):
 def test_dropped_connection_resumes_with_range(server, tmp_path, capsys):
     server.plan = FaultPlan(drop_first=1)
     destination = tmp_path / "data.tar.gz"
-    fetch(url_of(server), destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
+    fetch(server.url, destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
     assert destination.read_bytes() == PAYLOAD
     first, resumed = server.plan.range_headers
     assert first is None
@@ -140,7 +125,7 @@ def test_dropped_connection_resumes_with_range(server, tmp_path, capsys):
 def test_503_twice_then_success(server, tmp_path, capsys):
     server.plan = FaultPlan(fail_first=2, fail_status=503)
     destination = tmp_path / "data.tar.gz"
-    fetch(url_of(server), destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
+    fetch(server.url, destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
     assert destination.read_bytes() == PAYLOAD
     assert len(server.plan.range_headers) == 3
     retry_lines = capsys.readouterr().err.splitlines()
@@ -152,7 +137,7 @@ def test_persistent_500_gives_up_after_attempts_and_keeps_nothing_half_written(s
     server.plan = FaultPlan(fail_first=100, fail_status=500)
     destination = tmp_path / "data.tar.gz"
     with pytest.raises(UserError, match=r"failed after 3 attempts: HTTP 500"):
-        fetch(url_of(server), destination, checksum=None, attempts=3, **FAST)
+        fetch(server.url, destination, checksum=None, attempts=3, **FAST)
     assert len(server.plan.range_headers) == 3
     assert not destination.exists()
 
@@ -161,7 +146,7 @@ def test_wrong_bytes_fail_checksum_and_leave_nothing(server, tmp_path):
     server.plan = FaultPlan(corrupt=True)
     destination = tmp_path / "data.tar.gz"
     with pytest.raises(UserError) as raised:
-        fetch(url_of(server), destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
+        fetch(server.url, destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
     corrupt_md5 = hashlib.md5(bytes(b ^ 0xFF for b in PAYLOAD[:16]) + PAYLOAD[16:]).hexdigest()
     message = str(raised.value)
     assert f"expected md5 {PAYLOAD_MD5}" in message and f"got {corrupt_md5}" in message
@@ -174,7 +159,7 @@ def test_404_is_not_retried(server, tmp_path):
     server.plan = FaultPlan(not_found=True)
     destination = tmp_path / "data.tar.gz"
     with pytest.raises(UserError, match=r"HTTP 404 Not Found"):
-        fetch(url_of(server), destination, checksum=None, **FAST)
+        fetch(server.url, destination, checksum=None, **FAST)
     assert len(server.plan.range_headers) == 1
     assert not destination.exists() and not part_of(destination).exists()
 
@@ -196,14 +181,14 @@ def test_unreachable_host_names_host_and_offline_hint(tmp_path, capsys):
 def test_sha256_prefix_is_accepted(server, tmp_path):
     destination = tmp_path / "data.tar.gz"
     prefix = hashlib.sha256(PAYLOAD).hexdigest()[:8]
-    fetch(url_of(server), destination, checksum=Checksum("sha256", prefix.upper()), **FAST)
+    fetch(server.url, destination, checksum=Checksum("sha256", prefix.upper()), **FAST)
     assert destination.read_bytes() == PAYLOAD
 
 
 def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
     server.plan = FaultPlan(drop_first=1, ignore_range=True)
     destination = tmp_path / "data.tar.gz"
-    fetch(url_of(server), destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
+    fetch(server.url, destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
     assert destination.read_bytes() == PAYLOAD
     assert server.plan.range_headers[1] == f"bytes={len(PAYLOAD) // 2}-"  # asked to resume, got 200
 
@@ -211,14 +196,14 @@ def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
 def test_slow_trickle_completes(server, tmp_path):
     server.plan = FaultPlan(trickle=True)
     destination = tmp_path / "data.tar.gz"
-    fetch(url_of(server), destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
+    fetch(server.url, destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
     assert destination.read_bytes() == PAYLOAD
 
 
 def test_stale_partial_beyond_end_restarts_after_416(server, tmp_path):
     destination = tmp_path / "data.tar.gz"
     part_of(destination).write_bytes(b"x" * (len(PAYLOAD) + 10))  # left by a run against another file
-    fetch(url_of(server), destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
+    fetch(server.url, destination, checksum=Checksum("md5", PAYLOAD_MD5), **FAST)
     assert destination.read_bytes() == PAYLOAD
     assert server.plan.range_headers == [f"bytes={len(PAYLOAD) + 10}-", None]
 
