@@ -50,7 +50,7 @@ def network(name: str, weights_path, compute: Compute = FP32, **strategy_changes
 
 def one_epoch(net, batches, compute: Compute, batch_size: int = 16) -> tuple[float, float, int]:
     """A training epoch with the committed optimizer settings and a fixed generator."""
-    optimizer = build_optimizer(net, dataclasses.replace(PARAMS.strategy.__class__(**dataclasses.asdict(PARAMS.strategy)), batch_size=batch_size))
+    optimizer = build_optimizer(net, dataclasses.replace(PARAMS.strategy, batch_size=batch_size))
     return train_one_epoch(net, optimizer, batches, batch_size, epoch_generator(0, 1, CPU), compute, NUM_CLASSES, "test")
 
 
