@@ -177,6 +177,15 @@ def test_changing_one_strategy_reruns_only_its_stage_and_plots(repo: Repo):
     assert "| deep | yes | layer3 + layer4 + head |" in (repo.root / paths.PLOTS_DIR / "summary.md").read_text()
 
 
+def test_new_override_key_for_one_strategy(repo: Repo):
+    output = repo.dvc("exp", "run", "-S", "+strategies.scratch.lr=0.05")
+    repo.experiments["scratch_lr"] = experiment_name(output)
+    assert "Running stage 'train@scratch'" in output and "Running stage 'plots'" in output
+    for stage in ("train@shallow", "train@deep"):
+        assert f"Stage '{stage}' didn't change, skipping" in output
+    assert repo.read_json(paths.history_path("scratch"))[0]["lr"] == 0.05
+
+
 def find_revisions(tree: object, matches) -> list[dict]:
     """The data of every named entry of `dvc exp show --json` output for which matches(entry) is true."""
     found = []
