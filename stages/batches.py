@@ -49,7 +49,7 @@ class FeatureBatches:
 
     def logits(self, net: StrategyNet, indices: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, classes) from the cached features at indices; generator is unused (nothing random remains)."""
-        return net.forward_from_features(self.features[indices])
+        return net(self.features[indices], from_features=True)
 
 
 def feature_cache_bytes(net: StrategyNet, images: ImageBatches) -> int:

@@ -80,6 +80,7 @@ class ComputeConfig:
     precision: str  # auto: bf16 where the hardware gains from it, else fp32
     channels_last: bool
     compile: bool  # torch.compile the network
+    nproc: int  # data-parallel training processes (torchrun + DDP); 1 is a plain process
     eval_batch_size: int
 
 
@@ -215,6 +216,7 @@ def _validate_common(params: Params) -> None:
     _require_choice(params.compute.device, DEVICES, "compute.device")
     _require_choice(params.compute.precision, PRECISIONS, "compute.precision")
     _require_positive(params.compute.eval_batch_size, "compute.eval_batch_size")
+    _require_positive(params.compute.nproc, "compute.nproc")
     _validate_training(params.strategy, "strategy")
 
 

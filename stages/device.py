@@ -38,14 +38,14 @@ class Compute:
         return ", ".join([str(self.device), precision] + (["channels_last"] if self.channels_last else []))
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda, then mps, then cpu; an explicit name must be available here."""
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> cuda, then mps, then cpu; an explicit name must be available here. GPU local_rank on CUDA."""
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+        name = "cuda" if cuda else "mps" if mps else "cpu"
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
         raise UserError(f"compute.device = {name!r} is not available on this machine; use auto or cpu")
-    return torch.device(name)
+    return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -82,7 +82,7 @@ def make_deterministic() -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def resolve_compute(compute: ComputeConfig) -> Compute:
-    """The Compute that compute.* params name on this machine."""
-    device = resolve_device(compute.device)
+def resolve_compute(compute: ComputeConfig, local_rank: int = 0) -> Compute:
+    """The Compute that compute.* params name on this machine, for the process with this local rank."""
+    device = resolve_device(compute.device, local_rank)
     return Compute(device=device, amp_dtype=resolve_precision(compute.precision, device), channels_last=compute.channels_last)

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from stages.batches import FeatureBatches, ImageBatches
-from stages.data import ordered_batches
 from stages.device import Compute
+from stages.distributed import Ranks, sum_over_ranks
 from stages.model import StrategyNet, evaluating
 
 
@@ -40,17 +40,19 @@ class TopKAccuracy:
         return tuple(metric.compute().item() for metric in self.metrics)
 
 
-def evaluate(net: StrategyNet, batches: ImageBatches | FeatureBatches, batch_size: int, num_classes: int, compute: Compute) -> Scores:
-    """Scores of net over every item of batches, in eval mode, without augmentation."""
+def evaluate(
+    net: StrategyNet, batches: ImageBatches | FeatureBatches, batch_size: int, num_classes: int, compute: Compute, ranks: Ranks = Ranks()
+) -> Scores:
+    """Scores of net over every item of batches, in eval mode, without augmentation; each rank scores its share."""
     device = batches.labels.device
     accuracy = TopKAccuracy(num_classes, device)
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     with evaluating(net), torch.inference_mode():
-        for indices in ordered_batches(len(batches), batch_size, device):
+        for indices in ranks.shard(torch.arange(len(batches), device=device)).split(batch_size):
             with compute.autocast():
                 logits = batches.logits(net, indices).float()
             labels = batches.labels[indices]
             total_loss += F.cross_entropy(logits, labels, reduction="sum")
             accuracy.update(logits, labels)
-    top1, top5 = accuracy.compute()
-    return Scores(loss=total_loss.item() / len(batches), top1=top1, top5=top5)
+    top1, top5 = accuracy.compute()  # torchmetrics sums its counts over the ranks itself
+    return Scores(loss=sum_over_ranks(total_loss).item() / len(batches), top1=top1, top5=top5)

@@ -67,9 +67,12 @@ class StrategyNet(nn.Module):
         pooled = torch.flatten(self.resnet.avgpool(features), 1)
         return self.resnet.fc(pooled)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised images (B, 3, H, W) -> logits (B, classes)."""
-        return self.forward_from_features(self.frozen_features(images))
+    def forward(self, inputs: torch.Tensor, from_features: bool = False) -> torch.Tensor:
+        """Normalised images (B, 3, H, W), or the frozen blocks' output when from_features -> logits (B, classes).
+
+        Both go through forward so that a DistributedDataParallel wrapper sees, and synchronises, either.
+        """
+        return self.forward_from_features(inputs if from_features else self.frozen_features(inputs))
 
     def train(self, mode: bool = True) -> "StrategyNet":
         """Like nn.Module.train, but frozen blocks stay in eval mode so BatchNorm statistics never move."""

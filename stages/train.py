@@ -6,6 +6,7 @@ Run as: python -m stages.train <strategy>
 import argparse
 import dataclasses
 import math
+import os
 import signal
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from stages import paths
@@ -22,6 +24,15 @@ from stages.batches import FeatureBatches, ImageBatches, cache_features, trainin
 from stages.checkpoint import EpochCheckpoints, FitProgress, run_key
 from stages.data import IMAGENET_MEAN, IMAGENET_STD, PreparedData, epoch_generator, load_prepared, shuffled_batches
 from stages.device import Compute, make_deterministic, resolve_compute
+from stages.distributed import (
+    Ranks,
+    check_world_size,
+    ranks_from_torchrun,
+    relaunch_under_torchrun,
+    start_processes,
+    stop_processes,
+    sum_over_ranks,
+)
 from stages.errors import UserError, run_stage
 from stages.evaluation import Scores, TopKAccuracy, evaluate
 from stages.model import StrategyNet, build_network, count_parameters
@@ -67,7 +78,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, training: TrainingConfig) 
 
 
 def train_one_epoch(
-    net: StrategyNet,
+    net: StrategyNet | DistributedDataParallel,
     optimizer: torch.optim.Optimizer,
     batches: ImageBatches | FeatureBatches,
     batch_size: int,
@@ -75,15 +86,22 @@ def train_one_epoch(
     compute: Compute,
     num_classes: int,
     description: str,
+    ranks: Ranks = Ranks(),
 ) -> tuple[float, float, int]:
-    """One pass over the shuffled (and, for images, augmented) training set; returns (mean loss, top-1, images seen)."""
+    """One pass over the shuffled (and, for images, augmented) training set; returns (mean loss, top-1, images seen).
+
+    Every rank draws the same permutation and trains on its share of each global batch of
+    batch_size images; DDP averages the gradients, so a step means what it means in one process.
+    """
     net.train()
     device = batches.labels.device
     accuracy = TopKAccuracy(num_classes, device, ks=(1,))  # history has no train top-5: skip its cost
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     seen = 0
-    progress = tqdm(shuffled_batches(len(batches), batch_size, generator), desc=description, unit="batch", leave=False, disable=None)
-    for step, indices in enumerate(progress, start=1):
+    global_batches = shuffled_batches(len(batches), batch_size, generator)
+    progress = tqdm(global_batches, desc=description, unit="batch", leave=False, disable=None if ranks.is_main else True)
+    for step, global_indices in enumerate(progress, start=1):
+        indices = ranks.shard(global_indices)
         labels = batches.labels[indices]
         with compute.autocast():
             logits = batches.logits(net, indices, generator)
@@ -103,12 +121,19 @@ def train_one_epoch(
                     "lower the learning rate (strategy.lr) and run again; no results were written"
                 )
             progress.set_postfix(loss=f"{running_loss:.3f}")
-    (train_top1,) = accuracy.compute()
-    return loss_sum.item() / seen, train_top1, seen
+    (train_top1,) = accuracy.compute()  # torchmetrics sums its counts over the ranks itself
+    loss_sum, seen = sum_over_ranks(loss_sum).item(), int(sum_over_ranks(torch.tensor(seen, device=device)).item())
+    return loss_sum / seen, train_top1, seen
 
 
 def fit(
-    net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, compute: Compute, checkpoints: EpochCheckpoints
+    net: StrategyNet,
+    strategy: StrategyConfig,
+    params: Params,
+    data: PreparedData,
+    compute: Compute,
+    checkpoints: EpochCheckpoints,
+    ranks: Ranks = Ranks(),
 ) -> FitProgress:
     """Train for the configured epochs (continuing a matching checkpoint), validating after each."""
     training = strategy.training
@@ -123,7 +148,9 @@ def fit(
     optimizer = build_optimizer(net, training)
     scheduler = build_scheduler(optimizer, training)
     progress = checkpoints.load(net, optimizer, scheduler)
-    if progress.completed_epochs:
+    # Wrapped after loading, so every rank starts from the same (checkpointed or seeded) weights.
+    trained = DistributedDataParallel(net, device_ids=[compute.device.index] if compute.device.type == "cuda" else None) if ranks.distributed else net
+    if progress.completed_epochs and ranks.is_main:
         print(f"train@{strategy.name}: resuming after epoch {progress.completed_epochs} from {checkpoints.path}", flush=True)
     for epoch in range(progress.completed_epochs + 1, training.epochs + 1):
         started = time.perf_counter()
@@ -131,18 +158,20 @@ def fit(
         description = f"train@{strategy.name} epoch {epoch}/{training.epochs}"
         generator = epoch_generator(params.seed, epoch, compute.device)
         train_loss, train_top1, seen = train_one_epoch(
-            net, optimizer, train_batches, training.batch_size, generator, compute, num_classes, description
+            trained, optimizer, train_batches, training.batch_size, generator, compute, num_classes, description, ranks
         )
         progress.images_trained += seen
         progress.train_seconds += time.perf_counter() - started
         scheduler.step()
-        val = evaluate(net, val_batches, eval_batch_size, num_classes, compute)
+        val = evaluate(net, val_batches, eval_batch_size, num_classes, compute, ranks)
         progress.epoch_seconds.append(time.perf_counter() - started)
         record = EpochRecord(epoch, lr, train_loss, train_top1, val.loss, val.top1, val.top5)
         progress.history.append(dataclasses.asdict(record))
         if progress.best_epoch == 0 or val.top1 > progress.history[progress.best_epoch - 1]["val_top1"]:
             progress.best_epoch = epoch
             progress.best_state = {key: value.detach().clone() for key, value in net.state_dict().items()}
+        if not ranks.is_main:
+            continue
         checkpoints.save(net, optimizer, scheduler, progress)
         print(
             f"{description}: lr {lr:.4g}  train loss {train_loss:.4f} top1 {train_top1:.4f}  "
@@ -207,8 +236,24 @@ def run(strategy_name: str) -> None:
     """Train one strategy from params.yaml and write its model, metrics, history and timing."""
     params = load_params()
     strategy = params.strategy_named(strategy_name)
+    ranks = ranks_from_torchrun()
+    check_world_size(ranks, params.compute.nproc)
+    if strategy.training.batch_size % ranks.world_size:
+        raise UserError(
+            f"batch size {strategy.training.batch_size} of train@{strategy.name} does not split over compute.nproc = "
+            f"{ranks.world_size} processes; use a multiple of {ranks.world_size}"
+        )
     make_deterministic()
-    compute = resolve_compute(params.compute)
+    compute = resolve_compute(params.compute, ranks.local_rank)
+    start_processes(ranks, compute.device)
+    try:
+        train_and_write(params, strategy, compute, ranks)
+    finally:
+        stop_processes()
+
+
+def train_and_write(params: Params, strategy: StrategyConfig, compute: Compute, ranks: Ranks) -> None:
+    """Train, test, and (rank 0) write the strategy's model, metrics, history, provenance and timing."""
     data = load_prepared(paths.PREPARED_PATH)
     num_classes = len(data.class_names)
     net = build_network(strategy, params.model.head, num_classes, paths.PRETRAINED_PATH, params.seed)
@@ -216,14 +261,17 @@ def run(strategy_name: str) -> None:
     if params.compute.compile:
         net.compile()
     trainable, total = count_parameters(net)
-    print(f"train@{strategy.name}: {trainable:,} of {total:,} parameters train, on {compute.describe()}", flush=True)
+    if ranks.is_main:
+        print(f"train@{strategy.name}: {trainable:,} of {total:,} parameters train, on {compute.describe()} x {ranks.world_size}", flush=True)
 
     checkpoints = EpochCheckpoints(paths.checkpoint_path(strategy.name), checkpoint_key(params, strategy))
     started = time.perf_counter()
-    progress = fit(net, strategy, params, data, compute, checkpoints)
+    progress = fit(net, strategy, params, data, compute, checkpoints, ranks)
     net.load_state_dict(progress.best_state)
     test_images = ImageBatches(data.split("test", compute.device), params.data.image_size, None, compute)
-    test = evaluate(net, test_images, params.compute.eval_batch_size, num_classes, compute)
+    test = evaluate(net, test_images, params.compute.eval_batch_size, num_classes, compute, ranks)
+    if not ranks.is_main:
+        return
     metrics = final_metrics(test, progress, net)
     print(f"train@{strategy.name}: best epoch {progress.best_epoch}, test top1 {test.top1:.4f} top5 {test.top5:.4f} loss {test.loss:.4f}", flush=True)
 
@@ -260,6 +308,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("strategy", help="a key of `strategies` in params.yaml, e.g. shallow, deep or scratch")
     strategy_name = parser.parse_args().strategy
+    nproc = load_params().compute.nproc
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        relaunch_under_torchrun(nproc, [strategy_name])
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         run(strategy_name)
