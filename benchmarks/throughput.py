@@ -109,6 +109,11 @@ class Bench:
     split: ImageSplit  # the same images on the device, (N, 3, 32, 32) uint8
     pretrained_path: Path  # seeded random ResNet18 weights, the stand-in for ImageNet
 
+    @property
+    def seed(self) -> int:
+        """The first training seed of params.yaml: every contender draws from it."""
+        return self.params.strategy.seeds[0]
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -153,7 +158,7 @@ def make_bench(args: argparse.Namespace, params: Params, pretrained_path: Path) 
     """Resolve compute with the command line's overrides and put the synthetic images on the device."""
     compute_config = dataclasses.replace(params.compute, device=args.device, precision=args.precision)
     compute = resolve_compute(compute_config)
-    images, labels = synthetic_data(args.images, params.seed)
+    images, labels = synthetic_data(args.images, params.strategy.seeds[0])
     write_random_weights(pretrained_path, params.model.random_weights_seed)
     return Bench(params, compute, args.batch_size, images, labels, device_split(images, labels, compute.device), pretrained_path)
 
@@ -181,7 +186,7 @@ def timed(contender: Contender, device: torch.device) -> tuple[int, float]:
 
 def bare_network(bench: Bench) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """Plain torchvision resnet18 with a 100-class fc and SGD with the project's hyperparameters."""
-    torch.manual_seed(bench.params.seed)
+    torch.manual_seed(bench.seed)
     model = resnet18(weights=None, num_classes=NUM_CLASSES).to(bench.compute.device, memory_format=bench.compute.memory_format)
     training = bench.params.strategy_named(SCRATCH).training
     optimizer = torch.optim.SGD(
@@ -255,7 +260,7 @@ def notebook_loader(bench: Bench, workers: int) -> DataLoader:
         num_workers=workers,
         drop_last=True,
         pin_memory=bench.compute.device.type == "cuda",
-        generator=torch.Generator().manual_seed(bench.params.seed),
+        generator=torch.Generator().manual_seed(bench.seed),
     )
 
 
@@ -312,7 +317,7 @@ def subset(batches: ImageBatches, num_images: int) -> ImageBatches:
 
 def strategy_net(bench: Bench, strategy: StrategyConfig) -> torch.nn.Module:
     """The strategy's StrategyNet on the device, as stages.train builds it."""
-    net = build_network(strategy, bench.params.model.head, NUM_CLASSES, bench.pretrained_path, bench.params.seed)
+    net = build_network(strategy, bench.params.model.head, NUM_CLASSES, bench.pretrained_path, bench.seed)
     return net.to(bench.compute.device, memory_format=bench.compute.memory_format)
 
 
@@ -325,7 +330,7 @@ def epoch_contender(bench: Bench, strategy_name: str) -> Contender:
 
     def run(source: ImageBatches, epoch: int) -> int:
         """One train_one_epoch over source; returns images seen."""
-        generator = epoch_generator(bench.params.seed, epoch, bench.compute.device)
+        generator = epoch_generator(bench.seed, epoch, bench.compute.device)
         return train_one_epoch(net, optimizer, source, bench.batch_size, generator, bench.compute, NUM_CLASSES, f"benchmark {strategy_name}")[2]
 
     run(subset(batches, WARMUP_STEPS * bench.batch_size), epoch=0)
@@ -339,13 +344,13 @@ def data_path_contender(bench: Bench) -> Contender:
 
     def epoch() -> int:
         """Network inputs of one epoch's shuffled, augmented batches; returns images made."""
-        generator = epoch_generator(bench.params.seed, 1, device)
+        generator = epoch_generator(bench.seed, 1, device)
         indices_list = shuffled_batches(len(batches), bench.batch_size, generator)
         for indices in indices_list:
             batches.inputs(indices, generator)
         return sum(len(indices) for indices in indices_list)
 
-    warmup_generator = epoch_generator(bench.params.seed, 0, device)
+    warmup_generator = epoch_generator(bench.seed, 0, device)
     for indices in shuffled_batches(len(batches), bench.batch_size, warmup_generator)[:WARMUP_STEPS]:
         batches.inputs(indices, warmup_generator)
     return epoch
@@ -368,7 +373,7 @@ def cached_shallow_contenders(bench: Bench) -> tuple[Contender, Contender]:
 
     def epoch() -> int:
         """One shallow epoch on the cached features; returns images seen."""
-        generator = epoch_generator(bench.params.seed, 1, bench.compute.device)
+        generator = epoch_generator(bench.seed, 1, bench.compute.device)
         return train_one_epoch(net, optimizer, features, bench.batch_size, generator, bench.compute, NUM_CLASSES, "benchmark shallow, cached")[2]
 
     epoch()  # warm-up: the optimizer's state and the head's kernels
@@ -522,7 +527,7 @@ def main() -> None:
     params = load_params()
     args = parse_args(params)
     started, load_before = time.perf_counter(), os.getloadavg()[0]
-    torch.manual_seed(params.seed)
+    torch.manual_seed(params.strategy.seeds[0])
     with tempfile.TemporaryDirectory(prefix="benchmark-weights-") as temp:
         bench = make_bench(args, params, Path(temp) / "resnet18.pth")
         print(f"benchmark: {args.images} images, batch {bench.batch_size}, on {bench.compute.describe()}, torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)

@@ -1,8 +1,9 @@
 """Resume an interrupted train stage: the state after each completed epoch, keyed by what produced it.
 
-The file lives in checkpoints/, outside DVC's outputs (so `dvc repro` never deletes it) and outside
-git. It cannot change a result: it is used only when its key matches this run's config, input
-files and code, and a resumed run ends with the same bytes as an uninterrupted one.
+The files (one per seed) live in checkpoints/<strategy>/, outside DVC's outputs (so `dvc repro` never
+deletes them) and outside git. They cannot change a result: one is used only when its key matches the
+run's config, seed, input files and code, and a resumed run ends with the same bytes as an
+uninterrupted one.
 """
 
 import hashlib
@@ -43,7 +44,7 @@ def run_key(config: dict, input_files: Iterable[Path], code_files: Iterable[Path
 
 
 class EpochCheckpoints:
-    """Save after every epoch, load on start when the key matches, delete once the stage succeeds."""
+    """Save after every epoch, load on start when the key matches (the train stage deletes them once it succeeds)."""
 
     def __init__(self, path: Path, key: str):
         self.path = path
@@ -81,7 +82,3 @@ class EpochCheckpoints:
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return FitProgress(**state["progress"])
-
-    def remove(self) -> None:
-        """Forget the checkpoint once the stage's outputs are written."""
-        self.path.unlink(missing_ok=True)

@@ -25,6 +25,7 @@ BACKBONE_BLOCKS = ("stem", "layer1", "layer2", "layer3", "layer4")
 ALL_BLOCKS = "all"
 MIN_IMAGE_SIZE = 32  # px; CIFAR images are 32x32 and are never downscaled
 STRATEGY_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+MAX_SEED = 2**32
 STRATEGY_KEYS = ("pretrained", "train_layers", "augment")  # what every `strategies` entry says
 
 
@@ -46,6 +47,7 @@ class DataConfig:
     source: str  # http(s) URL, local path or "synthetic"
     md5: str
     val_size: int
+    split_seed: int  # draws the validation split
     image_size: int  # px
     augment: AugmentConfig
     synthetic: SyntheticConfig
@@ -86,6 +88,7 @@ class ComputeConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
+    seeds: tuple[int, ...]  # one training run per seed: init, shuffling, augmentation
     epochs: int
     batch_size: int
     optimizer: str
@@ -108,7 +111,6 @@ class StrategyConfig:
 
 @dataclass(frozen=True)
 class Params:
-    seed: int
     data: DataConfig
     model: ModelConfig
     compute: ComputeConfig
@@ -200,6 +202,8 @@ def _validate_common(params: Params) -> None:
     if not re.fullmatch(r"[0-9a-f]{32}", data.md5.lower()):
         raise UserError(f"data.md5 = {data.md5!r} is not an MD5 digest (32 hex characters)")
     _require_positive(data.val_size, "data.val_size")
+    if not 0 <= data.split_seed < MAX_SEED:
+        raise UserError(f"data.split_seed = {data.split_seed} is invalid: use a whole number from 0 to {MAX_SEED - 1}")
     if data.image_size < MIN_IMAGE_SIZE:
         raise UserError(f"data.image_size = {data.image_size} is invalid: use {MIN_IMAGE_SIZE} or more (pixels)")
     if data.augment.crop_padding < 0:
@@ -222,6 +226,7 @@ def _validate_common(params: Params) -> None:
 
 def _validate_training(training: TrainingConfig, key_path: str) -> None:
     """Range and choice checks for one set of training hyperparameters."""
+    _validate_seeds(training.seeds, f"{key_path}.seeds")
     _require_positive(training.epochs, f"{key_path}.epochs")
     _require_positive(training.batch_size, f"{key_path}.batch_size")
     _require_choice(training.optimizer, OPTIMIZERS, f"{key_path}.optimizer")
@@ -234,6 +239,18 @@ def _validate_training(training: TrainingConfig, key_path: str) -> None:
     _require_positive(training.step_epochs, f"{key_path}.step_epochs")
     if not 0.0 < training.gamma <= 1.0:
         raise UserError(f"{key_path}.gamma = {training.gamma} is invalid: use a factor in (0, 1]")
+
+
+def _validate_seeds(seeds: tuple[int, ...], key_path: str) -> None:
+    """A non-empty list of distinct seeds in [0, 2**32) (what numpy's SeedSequence and torch accept alike)."""
+    if not seeds:
+        raise UserError(f"{key_path} is empty: list at least one seed, e.g. [0]")
+    for seed in seeds:
+        if not 0 <= seed < MAX_SEED:
+            raise UserError(f"{key_path} holds {seed}: use whole numbers from 0 to {MAX_SEED - 1}")
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise UserError(f"{key_path} = {list(seeds)} repeats {repeated[0]}: each seed would train the same run twice; list distinct seeds")
 
 
 def _build(cls: type, raw: object, key_path: str):
@@ -271,6 +288,11 @@ def _convert(value: object, expected: object, key_path: str) -> object:
         # YAML 1.1 reads 1e-3 (no dot) as a string, a common surprise.
         hint = " (YAML reads 1e-3 as text: write 0.001 or 1.0e-3)" if isinstance(value, str) else ""
         raise UserError(f"{key_path} = {value!r} is invalid: use a finite number{hint}")
+    if typing.get_origin(expected) is tuple:
+        (item_type, _ellipsis) = typing.get_args(expected)
+        if not isinstance(value, (list, tuple)):  # a tuple: a shared default an override did not replace
+            raise UserError(f"{key_path} = {value!r} is invalid: use a list, e.g. [0, 1, 2]")
+        return tuple(_convert(item, item_type, f"{key_path}[{index}]") for index, item in enumerate(value))
     if expected is str:
         if isinstance(value, str):
             return value

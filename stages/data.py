@@ -29,7 +29,7 @@ class ImageSplit:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """What the prepare stage wrote: the three splits as numpy arrays plus class names."""
+    """What the prepare stage wrote: the three splits as numpy arrays plus class and superclass names."""
 
     train_images: np.ndarray  # (N, 32, 32, 3) uint8
     train_labels: np.ndarray  # (N,) int64
@@ -38,6 +38,8 @@ class PreparedData:
     test_images: np.ndarray
     test_labels: np.ndarray
     class_names: tuple[str, ...]
+    fine_to_coarse: np.ndarray  # (classes,) int64: each class's superclass, -1 for a class with no image
+    coarse_class_names: tuple[str, ...]
 
     def split(self, name: str, device: torch.device) -> ImageSplit:
         """Split name ('train', 'val' or 'test') as channels-first uint8 tensors on device."""
@@ -54,8 +56,10 @@ def load_prepared(path: Path) -> PreparedData:
             fields = {key: arrays[key] for key in arrays.files}
     except FileNotFoundError:
         raise UserError(f"prepared data {path} is missing; run: dvc repro prepare") from None
-    class_names = tuple(str(name) for name in fields.pop("class_names"))
-    return PreparedData(class_names=class_names, **fields)
+    if "fine_to_coarse" not in fields:
+        raise UserError(f"prepared data {path} predates superclass labels; run: dvc repro prepare")
+    names = {key: tuple(str(name) for name in fields.pop(key)) for key in ("class_names", "coarse_class_names")}
+    return PreparedData(**names, **fields)
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:

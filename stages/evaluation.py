@@ -17,6 +17,22 @@ class Scores:
     loss: float  # mean cross-entropy, nats per image
     top1: float  # fraction 0-1
     top5: float  # fraction 0-1
+    confusion: torch.Tensor  # (classes, classes) int64 on the CPU: confusion[actual, predicted] = images
+
+
+def confusion_counts(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(classes, classes) int64 counts of (actual, predicted) pairs, on the labels' device."""
+    pairs = labels * num_classes + predicted
+    return torch.bincount(pairs, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def superclass_top1(confusion: torch.Tensor, fine_to_coarse: torch.Tensor) -> float:
+    """Top-1 accuracy over superclasses: a prediction counts when it lies in the true class's superclass.
+
+    fine_to_coarse is (classes,) with -1 for a class that has no image (never a true label).
+    """
+    same_superclass = (fine_to_coarse[:, None] == fine_to_coarse[None, :]) & (fine_to_coarse[:, None] >= 0)
+    return (confusion[same_superclass].sum() / confusion.sum()).item()
 
 
 class TopKAccuracy:
@@ -47,6 +63,7 @@ def evaluate(
     device = batches.labels.device
     accuracy = TopKAccuracy(num_classes, device)
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    confusion = torch.zeros(num_classes, num_classes, device=device, dtype=torch.int64)
     with evaluating(net), torch.inference_mode():
         for indices in ranks.shard(torch.arange(len(batches), device=device)).split(batch_size):
             with compute.autocast():
@@ -54,5 +71,7 @@ def evaluate(
             labels = batches.labels[indices]
             total_loss += F.cross_entropy(logits, labels, reduction="sum")
             accuracy.update(logits, labels)
+            confusion += confusion_counts(logits.argmax(dim=1), labels, num_classes)
     top1, top5 = accuracy.compute()  # torchmetrics sums its counts over the ranks itself
-    return Scores(loss=sum_over_ranks(total_loss).item() / len(batches), top1=top1, top5=top5)
+    loss = sum_over_ranks(total_loss).item() / len(batches)
+    return Scores(loss=loss, top1=top1, top5=top5, confusion=sum_over_ranks(confusion).cpu())

@@ -25,18 +25,33 @@ def model_path(strategy: str) -> Path:
 
 
 def results_dir(strategy: str) -> Path:
-    """Folder of one strategy's metrics.json, history.json and timing.json."""
+    """Folder of one strategy's results over all its seeds."""
     return RESULTS_DIR / strategy
 
 
+def seeds_dir(strategy: str) -> Path:
+    """Folder of one strategy's per-seed results."""
+    return results_dir(strategy) / "seeds"
+
+
+def seed_dir(strategy: str, seed: int) -> Path:
+    """The results of one strategy's run with one seed (metrics, history, confusion, timing)."""
+    return seeds_dir(strategy) / f"seed_{seed}"
+
+
 def metrics_path(strategy: str) -> Path:
-    """Final scores of one strategy (DVC metrics)."""
+    """Final scores of one strategy: mean and std over seeds (DVC metrics)."""
     return results_dir(strategy) / "metrics.json"
 
 
 def history_path(strategy: str) -> Path:
-    """Per-epoch rows of one strategy (DVC plots)."""
+    """Per-epoch rows of one strategy: mean, min and max over seeds (DVC plots)."""
     return results_dir(strategy) / "history.json"
+
+
+def confusion_path(strategy: str) -> Path:
+    """Test-set confusion counts of one strategy, summed over seeds, with class and superclass names."""
+    return results_dir(strategy) / "confusion.json"
 
 
 def timing_path(strategy: str) -> Path:
@@ -49,6 +64,11 @@ def provenance_path(strategy: str) -> Path:
     return results_dir(strategy) / "provenance.json"
 
 
-def checkpoint_path(strategy: str) -> Path:
-    """Where an interrupted train stage keeps its completed epochs."""
-    return CHECKPOINTS_DIR / f"{strategy}.pt"
+def checkpoint_dir(strategy: str) -> Path:
+    """Where an interrupted train stage keeps its completed epochs, a file per seed."""
+    return CHECKPOINTS_DIR / strategy
+
+
+def checkpoint_path(strategy: str, seed: int) -> Path:
+    """The completed epochs of one strategy's run with one seed."""
+    return checkpoint_dir(strategy) / f"seed_{seed}.pt"

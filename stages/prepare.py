@@ -33,12 +33,33 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.n
     return train_indices, val_indices
 
 
+def fine_to_coarse(fine_labels: np.ndarray, coarse_labels: np.ndarray, num_fine: int) -> np.ndarray:
+    """(num_fine,) int64: the superclass of each fine class, -1 for a class with no image.
+
+    In CIFAR-100 every fine class lies in exactly one of the 20 superclasses; an archive that says
+    otherwise is damaged, and superclass accuracy would mean nothing.
+    """
+    mapping = np.full(num_fine, -1, dtype=np.int64)
+    for fine in np.unique(fine_labels):
+        superclasses = np.unique(coarse_labels[fine_labels == fine])
+        if len(superclasses) != 1:
+            raise UserError(
+                f"{paths.ARCHIVE_PATH}: fine class {fine} has images in superclasses {superclasses.tolist()}; "
+                "CIFAR-100 puts each class in one superclass; download the archive again (dvc repro --force download)"
+            )
+        mapping[fine] = superclasses[0]
+    return mapping
+
+
 def main() -> None:
     """Command line: python -m stages.prepare."""
     params = load_params()
     archive = read_archive(paths.ARCHIVE_PATH)
     train, test = archive.train, archive.test
-    train_indices, val_indices = stratified_split(train.fine_labels, params.data.val_size, params.seed)
+    train_indices, val_indices = stratified_split(train.fine_labels, params.data.val_size, params.data.split_seed)
+    superclasses = fine_to_coarse(
+        np.concatenate([train.fine_labels, test.fine_labels]), np.concatenate([train.coarse_labels, test.coarse_labels]), len(archive.fine_label_names)
+    )
     with atomic_path(paths.PREPARED_PATH) as temp_path, open(temp_path, "wb") as file:
         # np.savez on an open file: given a path it would append its own ".npz" to the temporary name.
         np.savez(
@@ -50,6 +71,8 @@ def main() -> None:
             test_images=test.images,
             test_labels=test.fine_labels,
             class_names=np.array(archive.fine_label_names),
+            fine_to_coarse=superclasses,
+            coarse_class_names=np.array(archive.coarse_label_names),
         )
     print(f"prepare: {len(train_indices)} train, {len(val_indices)} validation, {len(test.fine_labels)} test images -> {paths.PREPARED_PATH}")
 

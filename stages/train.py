@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -18,10 +19,11 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from stages import paths
+from stages.aggregate import combine_histories, combine_metrics
 from stages.atomic import save_torch, write_json
-from stages.config import Params, StrategyConfig, TrainingConfig, load_params
 from stages.batches import FeatureBatches, ImageBatches, cache_features, training_batches
 from stages.checkpoint import EpochCheckpoints, FitProgress, run_key
+from stages.config import Params, StrategyConfig, TrainingConfig, load_params
 from stages.data import IMAGENET_MEAN, IMAGENET_STD, PreparedData, epoch_generator, load_prepared, shuffled_batches
 from stages.device import Compute, make_deterministic, resolve_compute
 from stages.distributed import (
@@ -34,11 +36,22 @@ from stages.distributed import (
     sum_over_ranks,
 )
 from stages.errors import UserError, run_stage
-from stages.evaluation import Scores, TopKAccuracy, evaluate
+from stages.evaluation import Scores, TopKAccuracy, evaluate, superclass_top1
 from stages.model import StrategyNet, build_network, count_parameters
 from stages.provenance import library_versions
 
 PROGRESS_EVERY_STEPS = 10  # steps between progress-bar loss updates (each reads the loss back from the device)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedRun:
+    """What one seed's training run produced, once its best-validation weights are tested."""
+
+    seed: int
+    metrics: dict  # seeds/seed_<n>/metrics.json
+    history: list[dict]  # seeds/seed_<n>/history.json
+    confusion: torch.Tensor  # (classes, classes) int64 test-set counts
+    timing: dict  # seeds/seed_<n>/timing.json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,9 +146,10 @@ def fit(
     data: PreparedData,
     compute: Compute,
     checkpoints: EpochCheckpoints,
+    seed: int,
     ranks: Ranks = Ranks(),
 ) -> FitProgress:
-    """Train for the configured epochs (continuing a matching checkpoint), validating after each."""
+    """Train for the configured epochs with one seed (continuing a matching checkpoint), validating after each."""
     training = strategy.training
     num_classes = len(data.class_names)
     eval_batch_size = params.compute.eval_batch_size
@@ -151,12 +165,12 @@ def fit(
     # Wrapped after loading, so every rank starts from the same (checkpointed or seeded) weights.
     trained = DistributedDataParallel(net, device_ids=[compute.device.index] if compute.device.type == "cuda" else None) if ranks.distributed else net
     if progress.completed_epochs and ranks.is_main:
-        print(f"train@{strategy.name}: resuming after epoch {progress.completed_epochs} from {checkpoints.path}", flush=True)
+        print(f"train@{strategy.name} seed {seed}: resuming after epoch {progress.completed_epochs} from {checkpoints.path}", flush=True)
     for epoch in range(progress.completed_epochs + 1, training.epochs + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        description = f"train@{strategy.name} epoch {epoch}/{training.epochs}"
-        generator = epoch_generator(params.seed, epoch, compute.device)
+        description = f"train@{strategy.name} seed {seed} epoch {epoch}/{training.epochs}"
+        generator = epoch_generator(seed, epoch, compute.device)
         train_loss, train_top1, seen = train_one_epoch(
             trained, optimizer, train_batches, training.batch_size, generator, compute, num_classes, description, ranks
         )
@@ -188,7 +202,6 @@ def resolved_config(params: Params, strategy: StrategyConfig) -> dict:
     The data and backbone weights are pinned by their hashes in dvc.lock.
     """
     return {
-        "seed": params.seed,
         "strategy": dataclasses.asdict(strategy),
         "data": {"image_size": params.data.image_size, "augment": dataclasses.asdict(params.data.augment)},
         "model": {"head": dataclasses.asdict(params.model.head)},
@@ -196,11 +209,12 @@ def resolved_config(params: Params, strategy: StrategyConfig) -> dict:
     }
 
 
-def final_metrics(test: Scores, progress: FitProgress, net: StrategyNet) -> dict:
-    """metrics.json: final test scores of the best-validation weights, and the network's size."""
+def final_metrics(test: Scores, progress: FitProgress, net: StrategyNet, fine_to_coarse: torch.Tensor) -> dict:
+    """One seed's metrics.json: test scores of its best-validation weights, and the network's size."""
     trainable, total = count_parameters(net)
     return {
         "test_top1": round(test.top1, 6),
+        "test_top1_coarse": round(superclass_top1(test.confusion, fine_to_coarse), 6),
         "test_top5": round(test.top5, 6),
         "test_loss": round(test.loss, 6),
         "best_val_top1": round(progress.history[progress.best_epoch - 1]["val_top1"], 6),
@@ -210,24 +224,25 @@ def final_metrics(test: Scores, progress: FitProgress, net: StrategyNet) -> dict
     }
 
 
-def provenance(params: Params, strategy: StrategyConfig, compute: Compute) -> dict:
-    """What produced a result: the strategy, its resolved config, library versions and device."""
+def provenance(params: Params, strategy: StrategyConfig, compute: Compute, model_seed: int) -> dict:
+    """What produced a result: the strategy, its resolved config, the saved model's seed, library versions, device."""
     return {
         "strategy": strategy.name,
+        "model_seed": model_seed,
         "config": resolved_config(params, strategy),
         "versions": library_versions(),
         "device": compute.describe(),
     }
 
 
-def save_model(net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, compute: Compute) -> None:
-    """models/<strategy>.pt: torchvision-layout weights plus what is needed to use and reproduce them."""
+def save_model(net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, compute: Compute, seed: int) -> None:
+    """models/<strategy>.pt: torchvision-layout weights of one seed's run plus what is needed to use and reproduce them."""
     checkpoint = {
         # On the CPU in the default layout, so loading never depends on where or how it was trained.
         "state_dict": {key: value.detach().cpu().contiguous() for key, value in net.resnet.state_dict().items()},
         "class_names": list(data.class_names),
         "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "image_size": params.data.image_size},
-        **provenance(params, strategy, compute),
+        **provenance(params, strategy, compute, seed),
     }
     save_torch(checkpoint, paths.model_path(strategy.name))
 
@@ -253,49 +268,103 @@ def run(strategy_name: str) -> None:
 
 
 def train_and_write(params: Params, strategy: StrategyConfig, compute: Compute, ranks: Ranks) -> None:
-    """Train, test, and (rank 0) write the strategy's model, metrics, history, provenance and timing."""
+    """Train and test once per seed, then (rank 0) write per-seed and combined results and the best seed's model."""
     data = load_prepared(paths.PREPARED_PATH)
+    started = time.perf_counter()
+    runs: list[SeedRun] = []
+    for seed in strategy.training.seeds:
+        run, net = train_seed(params, strategy, data, compute, seed, ranks)
+        # The saved model is the seed with the best validation top-1 (the first on a tie): chosen
+        # without looking at the test set, like the epoch within a run.
+        if not runs or run.metrics["best_val_top1"] > model_run.metrics["best_val_top1"]:
+            model_run, model_net = run, net
+        runs.append(run)
+        del net
+    if not ranks.is_main:
+        return
+    save_model(model_net, strategy, params, data, compute, model_run.seed)
+    for run in runs:
+        write_seed_results(strategy.name, run, data)
+    write_json(paths.history_path(strategy.name), combine_histories([run.history for run in runs]))
+    write_json(paths.metrics_path(strategy.name), combine_metrics([run.metrics for run in runs]))
+    write_json(paths.confusion_path(strategy.name), confusion_record(data, runs))
+    write_json(paths.provenance_path(strategy.name), provenance(params, strategy, compute, model_run.seed))
+    write_json(paths.timing_path(strategy.name), combined_timing(runs, time.perf_counter() - started, compute))
+    shutil.rmtree(paths.checkpoint_dir(strategy.name), ignore_errors=True)  # every seed's: the outputs now hold their results
+
+
+def train_seed(params: Params, strategy: StrategyConfig, data: PreparedData, compute: Compute, seed: int, ranks: Ranks) -> tuple[SeedRun, StrategyNet]:
+    """One seed's run: build, train (resuming its checkpoint), keep the best-validation weights, test them."""
     num_classes = len(data.class_names)
-    net = build_network(strategy, params.model.head, num_classes, paths.PRETRAINED_PATH, params.seed)
+    net = build_network(strategy, params.model.head, num_classes, paths.PRETRAINED_PATH, seed)
     net = net.to(compute.device, memory_format=compute.memory_format)
     if params.compute.compile:
         net.compile()
     trainable, total = count_parameters(net)
     if ranks.is_main:
-        print(f"train@{strategy.name}: {trainable:,} of {total:,} parameters train, on {compute.describe()} x {ranks.world_size}", flush=True)
-
-    checkpoints = EpochCheckpoints(paths.checkpoint_path(strategy.name), checkpoint_key(params, strategy))
+        print(
+            f"train@{strategy.name} seed {seed}: {trainable:,} of {total:,} parameters train, on {compute.describe()} x {ranks.world_size}",
+            flush=True,
+        )
+    checkpoints = EpochCheckpoints(paths.checkpoint_path(strategy.name, seed), checkpoint_key(params, strategy, seed))
     started = time.perf_counter()
-    progress = fit(net, strategy, params, data, compute, checkpoints, ranks)
+    progress = fit(net, strategy, params, data, compute, checkpoints, seed, ranks)
     net.load_state_dict(progress.best_state)
     test_images = ImageBatches(data.split("test", compute.device), params.data.image_size, None, compute)
     test = evaluate(net, test_images, params.compute.eval_batch_size, num_classes, compute, ranks)
-    if not ranks.is_main:
-        return
-    metrics = final_metrics(test, progress, net)
-    print(f"train@{strategy.name}: best epoch {progress.best_epoch}, test top1 {test.top1:.4f} top5 {test.top5:.4f} loss {test.loss:.4f}", flush=True)
-
-    save_model(net, strategy, params, data, compute)
-    write_json(paths.history_path(strategy.name), progress.history)
-    write_json(paths.metrics_path(strategy.name), metrics)
-    write_json(paths.provenance_path(strategy.name), provenance(params, strategy, compute))
-    write_json(
-        paths.timing_path(strategy.name),
-        {
-            "total_seconds": round(time.perf_counter() - started, 2),  # this process only, when resumed
-            "epoch_seconds": [round(seconds, 2) for seconds in progress.epoch_seconds],
-            "train_images_per_second": round(progress.images_trained / progress.train_seconds, 1),
-            "device": compute.describe(),
-        },
-    )
-    checkpoints.remove()
+    metrics = final_metrics(test, progress, net, torch.from_numpy(data.fine_to_coarse))
+    if ranks.is_main:
+        print(
+            f"train@{strategy.name} seed {seed}: best epoch {progress.best_epoch}, test top1 {test.top1:.4f} "
+            f"(superclass {metrics['test_top1_coarse']:.4f}) top5 {test.top5:.4f} loss {test.loss:.4f}",
+            flush=True,
+        )
+    timing = {
+        "total_seconds": round(time.perf_counter() - started, 2),  # this process only, when resumed
+        "epoch_seconds": [round(seconds, 2) for seconds in progress.epoch_seconds],
+        # A run resumed after its last epoch trained nothing in this process.
+        "train_images_per_second": round(progress.images_trained / progress.train_seconds, 1) if progress.train_seconds else 0.0,
+    }
+    return SeedRun(seed, metrics, progress.history, test.confusion, timing), net
 
 
-def checkpoint_key(params: Params, strategy: StrategyConfig) -> str:
-    """What a checkpoint must match to be resumed: resolved config, input files, the stage's code."""
+def write_seed_results(strategy_name: str, run: SeedRun, data: PreparedData) -> None:
+    """results/<strategy>/seeds/seed_<n>/: that run's metrics, history, confusion counts and timing."""
+    folder = paths.seed_dir(strategy_name, run.seed)
+    write_json(folder / paths.metrics_path(strategy_name).name, run.metrics)
+    write_json(folder / paths.history_path(strategy_name).name, run.history)
+    write_json(folder / paths.confusion_path(strategy_name).name, confusion_record(data, [run]))
+    write_json(folder / paths.timing_path(strategy_name).name, run.timing)
+
+
+def confusion_record(data: PreparedData, runs: list[SeedRun]) -> dict:
+    """confusion.json: test-set counts[actual][predicted] summed over the runs, with the names to read them by."""
+    return {
+        "seeds": [run.seed for run in runs],
+        "class_names": list(data.class_names),
+        "coarse_class_names": list(data.coarse_class_names),
+        "fine_to_coarse": data.fine_to_coarse.tolist(),
+        "counts": sum(run.confusion for run in runs).tolist(),
+    }
+
+
+def combined_timing(runs: list[SeedRun], total_seconds: float, compute: Compute) -> dict:
+    """timing.json: the whole stage's seconds, and per seed, so the cost of one more seed is plain."""
+    seed_seconds = [run.timing["total_seconds"] for run in runs]
+    return {
+        "total_seconds": round(total_seconds, 2),  # this process only, when resumed
+        "seconds_per_seed": round(sum(seed_seconds) / len(runs), 2),
+        "seed_seconds": seed_seconds,
+        "train_images_per_second": round(sum(run.timing["train_images_per_second"] for run in runs) / len(runs), 1),
+        "device": compute.describe(),
+    }
+
+
+def checkpoint_key(params: Params, strategy: StrategyConfig, seed: int) -> str:
+    """What a checkpoint must match to be resumed: resolved config, the run's seed, input files, the stage's code."""
     inputs = [paths.PREPARED_PATH] + ([paths.PRETRAINED_PATH] if strategy.pretrained else [])
     code = [Path(module.__file__) for name, module in sorted(sys.modules.items()) if name.startswith("stages.")]
-    return run_key(resolved_config(params, strategy), inputs, code)
+    return run_key({**resolved_config(params, strategy), "run_seed": seed}, inputs, code)
 
 
 def raise_keyboard_interrupt(signal_number: int, frame: object) -> None:
@@ -318,7 +387,7 @@ def main() -> None:
         # The epoch in progress is dropped; completed epochs are in the checkpoint, written atomically.
         print(
             f"train@{strategy_name}: interrupted; no results were written. Completed epochs are kept in "
-            f"{paths.checkpoint_path(strategy_name)}: run the same dvc command again to resume from there",
+            f"{paths.checkpoint_dir(strategy_name)}/: run the same dvc command again to resume from there",
             file=sys.stderr,
             flush=True,
         )

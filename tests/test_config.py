@@ -91,7 +91,13 @@ BAD_INPUTS = {
     "strategy name with space": (rename_deep("deep l3"), ["strategy name", "'deep l3'", "lowercase"]),
     "bool for int": (set_key("strategy", "epochs", True), ["strategy.epochs", "True", "whole number"]),
     "md5 not hex": (set_key("data", "md5", "z" * 32), ["data.md5", "z" * 32, "32 hex"]),
-    "unknown top-level key": (lambda tree: tree.update(sead=1), ["'sead'", "did you mean 'seed'"]),
+    "unknown top-level key": (lambda tree: tree.update(strategie={}), ["'strategie'", "did you mean 'strategies'"]),
+    "seeds not a list": (set_key("strategy", "seeds", 3), ["strategy.seeds", "3", "a list, e.g. [0, 1, 2]"]),
+    "seeds empty": (set_key("strategy", "seeds", []), ["strategy.seeds", "empty", "at least one seed"]),
+    "seeds repeated": (set_key("strategy", "seeds", [0, 1, 0]), ["strategy.seeds", "[0, 1, 0]", "repeats 0", "distinct"]),
+    "seed negative": (set_key("strategy", "seeds", [0, -1]), ["strategy.seeds", "-1", "0 to 4294967295"]),
+    "seed not a number": (set_key("strategy", "seeds", [0, "one"]), ["strategy.seeds[1]", "'one'", "whole number"]),
+    "split_seed negative": (set_key("data", "split_seed", -3), ["data.split_seed", "-3", "0 to 4294967295"]),
 }
 
 
@@ -104,6 +110,12 @@ def test_bad_input_raises_one_line_user_error(committed_tree, case):
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} missing from {message!r}"
+
+
+def test_seeds_default_to_the_shared_list_and_can_be_overridden_per_strategy(committed_tree):
+    params = parse_mutated(committed_tree, lambda tree: tree["strategies"]["deep"].update(seeds=[3, 4]))
+    assert params.strategies["deep"].training.seeds == (3, 4)
+    assert params.strategies["shallow"].training.seeds == params.strategy.seeds == tuple(committed_tree["strategy"]["seeds"])
 
 
 def test_override_errors_name_the_strategy(committed_tree):

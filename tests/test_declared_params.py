@@ -165,6 +165,6 @@ def test_plots_reads_what_it_declares(project, monkeypatch):
 
 def test_recording_catches_an_undeclared_read():
     with pytest.raises(AssertionError, match=r"not declared in dvc.yaml: \['data.val_size'\]"):
-        assert_reads_match({"seed", "data.val_size"}, {"seed"})
+        assert_reads_match({"data.split_seed", "data.val_size"}, {"data.split_seed"})
     with pytest.raises(AssertionError, match=r"never reads: \['model.head'\]"):
-        assert_reads_match({"seed"}, {"seed", "model.head"})
+        assert_reads_match({"data.split_seed"}, {"data.split_seed", "model.head"})

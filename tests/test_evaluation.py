@@ -13,7 +13,7 @@ from stages.config import load_params
 from stages.batches import ImageBatches
 from stages.data import ImageSplit, normalize
 from stages.device import Compute
-from stages.evaluation import Scores, TopKAccuracy, evaluate
+from stages.evaluation import Scores, TopKAccuracy, confusion_counts, evaluate, superclass_top1
 from stages.model import build_network
 from stages.train import build_optimizer, build_scheduler
 from stages.weights import write_random_weights
@@ -109,6 +109,24 @@ def test_evaluate_matches_whole_set_computation(batch_size, split):
     torch.testing.assert_close(torch.tensor(scores.top1), direct_top_k(logits, split.labels, 1), rtol=0, atol=0)
     torch.testing.assert_close(torch.tensor(scores.top5), direct_top_k(logits, split.labels, 5), rtol=0, atol=0)
     assert isinstance(scores, Scores)
+    expected_confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64)
+    for label, predicted in zip(split.labels.tolist(), logits.argmax(dim=1).tolist()):
+        expected_confusion[label, predicted] += 1
+    assert torch.equal(scores.confusion, expected_confusion)
+
+
+def test_confusion_counts_known_answer():
+    predicted = torch.tensor([0, 2, 2, 1, 0, 2])
+    labels = torch.tensor([0, 2, 1, 1, 2, 2])
+    assert confusion_counts(predicted, labels, 3).tolist() == [[1, 0, 0], [0, 1, 1], [1, 0, 2]]
+
+
+def test_superclass_top1_counts_mistakes_within_a_superclass_as_right():
+    # Classes 0 and 1 form superclass 0, class 2 is superclass 1, class 3 has no image (-1).
+    superclasses = torch.tensor([0, 0, 1, -1])
+    confusion = torch.tensor([[5, 3, 2, 0], [1, 4, 0, 0], [2, 0, 6, 7], [0, 0, 0, 0]])
+    # Right superclass: 5 + 3 + 1 + 4 (classes 0, 1) + 6 (class 2) = 19 of 30 images.
+    assert superclass_top1(confusion, superclasses) == pytest.approx(19 / 30)
 
 
 def test_evaluate_runs_in_eval_mode_and_restores_training_mode(split):
@@ -119,7 +137,9 @@ def test_evaluate_runs_in_eval_mode_and_restores_training_mode(split):
     net.train()
     in_train_mode = evaluate(net, images(split), 16, NUM_CLASSES, FP32_CPU)
     assert net.training and all(module.training for module in net.modules())
-    assert in_train_mode == reference  # dropout was off during evaluation
+    # Dropout was off during evaluation.
+    assert (in_train_mode.loss, in_train_mode.top1, in_train_mode.top5) == (reference.loss, reference.top1, reference.top5)
+    assert torch.equal(in_train_mode.confusion, reference.confusion)
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +153,7 @@ def weights_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def shallow_net(weights_path):
     """The committed shallow strategy's network (only the Linear head trains)."""
-    return build_network(PARAMS.strategy_named("shallow"), PARAMS.model.head, NUM_CLASSES, weights_path, PARAMS.seed)
+    return build_network(PARAMS.strategy_named("shallow"), PARAMS.model.head, NUM_CLASSES, weights_path, PARAMS.strategy.seeds[0])
 
 
 def test_evaluate_restores_strategy_net_modes(shallow_net):
@@ -153,7 +173,7 @@ def test_optimizer_holds_only_trainable_parameters(shallow_net, weights_path):
     assert group["params"][0] is shallow_net.resnet.fc.weight
     assert group["params"][1] is shallow_net.resnet.fc.bias
 
-    deep = build_network(PARAMS.strategy_named("deep"), PARAMS.model.head, NUM_CLASSES, weights_path, PARAMS.seed)
+    deep = build_network(PARAMS.strategy_named("deep"), PARAMS.model.head, NUM_CLASSES, weights_path, PARAMS.strategy.seeds[0])
     expected = [parameter for name, parameter in deep.named_parameters() if name.startswith(("resnet.layer4.", "resnet.fc."))]
     (deep_group,) = build_optimizer(deep, PARAMS.strategy_named("deep").training).param_groups
     assert len(deep_group["params"]) == 17  # 15 tensors in layer4, 2 in the head

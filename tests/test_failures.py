@@ -116,7 +116,7 @@ def assert_left_nothing(project: Project, *outputs: Path) -> None:
 # --- 1. params mistakes -----------------------------------------------------------------------
 
 
-TRAIN_OUTPUTS = (paths.model_path("deep"), paths.results_dir("deep"), paths.checkpoint_path("deep"))
+TRAIN_OUTPUTS = (paths.model_path("deep"), paths.results_dir("deep"), paths.checkpoint_dir("deep"))
 
 
 def test_misspelt_key_names_it_and_suggests_the_real_one(project: Project):
@@ -316,8 +316,8 @@ def test_diverging_loss_stops_training_with_epoch_step_and_lr(project: Project):
     project.run_ok("download")
     project.run_ok("prepare")
     message = error_line(project.run("train", "scratch"))
-    assert message.startswith("train@scratch epoch 1/2: the loss became "), message
+    assert message.startswith("train@scratch seed 0 epoch 1/2: the loss became "), message
     assert re.search(r"by step \d+ at lr 1e\+12;", message), message
     assert "strategy.lr" in message
-    assert_left_nothing(project, paths.results_dir("scratch"), paths.model_path("scratch"), paths.checkpoint_path("scratch"))
+    assert_left_nothing(project, paths.results_dir("scratch"), paths.model_path("scratch"), paths.checkpoint_dir("scratch"))
 

@@ -1,4 +1,8 @@
-"""A killed train stage resumes from its last completed epoch and ends with the same bytes."""
+"""A killed train stage resumes from its last completed epoch and ends with the same bytes.
+
+It trains two seeds and is killed during the second: the first seed's finished run must be taken
+from its checkpoint, not trained again.
+"""
 
 import shutil
 import signal
@@ -18,7 +22,9 @@ SMALL_RUN = {  # about 1.5 s an epoch on 2 CPU cores
     "val_size": 200,
     "synthetic": {"train_size": 1200, "test_size": 200, "seed": 0},
 }
-EPOCHS = 4
+EPOCHS = 3
+SEEDS = [0, 1]
+KILLED_SEED = SEEDS[-1]
 CHECKPOINT_WAIT_SECONDS = 120
 
 
@@ -35,7 +41,7 @@ def write_params(project: Path, **strategy_changes) -> None:
     params = yaml.safe_load((paths.PROJECT_ROOT / "params.yaml").read_text())
     params["data"].update(SMALL_RUN)
     params["model"]["weights"] = "random"
-    params["strategy"].update(epochs=EPOCHS, batch_size=64, **strategy_changes)
+    params["strategy"].update(epochs=EPOCHS, batch_size=64, seeds=SEEDS, **strategy_changes)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -52,7 +58,9 @@ def project(tmp_path_factory) -> Path:
 
 def outputs(project: Path) -> dict[str, bytes]:
     """The bytes of the stage's reproducible outputs."""
-    return {str(path): (project / path).read_bytes() for path in (paths.metrics_path(STRATEGY), paths.history_path(STRATEGY))}
+    reproducible = [paths.metrics_path(STRATEGY), paths.history_path(STRATEGY), paths.confusion_path(STRATEGY)]
+    per_seed = sorted((project / paths.seeds_dir(STRATEGY)).rglob("*.json"))
+    return {str(path): (project / path).read_bytes() for path in reproducible + per_seed if path.name != paths.timing_path(STRATEGY).name}
 
 
 def clear_outputs(project: Path) -> None:
@@ -63,11 +71,11 @@ def clear_outputs(project: Path) -> None:
 
 
 def start_and_kill_after_first_epoch(project: Path, signal_number: int) -> subprocess.CompletedProcess:
-    """Start training, send signal_number once the first epoch is checkpointed, wait for the exit."""
+    """Start training, send signal_number once the last seed's first epoch is checkpointed, wait for the exit."""
     process = subprocess.Popen(
         [sys.executable, "-m", "stages.train", STRATEGY], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    checkpoint = project / paths.checkpoint_path(STRATEGY)
+    checkpoint = project / paths.checkpoint_path(STRATEGY, KILLED_SEED)
     deadline = time.monotonic() + CHECKPOINT_WAIT_SECONDS
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -82,7 +90,7 @@ def uninterrupted(project: Path) -> dict[str, bytes]:
     """Outputs of a run that nobody interrupted."""
     clear_outputs(project)
     run_stage(project, "stages.train", STRATEGY)
-    assert not (project / paths.checkpoint_path(STRATEGY)).exists(), "a finished run leaves no checkpoint"
+    assert not (project / paths.checkpoint_dir(STRATEGY)).exists(), "a finished run leaves no checkpoint"
     return outputs(project)
 
 
@@ -98,9 +106,11 @@ def test_killed_run_resumes_to_identical_results(project: Path, uninterrupted: d
     assert not (project / paths.model_path(STRATEGY)).exists()
 
     resumed = run_stage(project, "stages.train", STRATEGY)
-    assert "resuming after epoch" in resumed.stdout
+    assert f"seed {SEEDS[0]}: resuming after epoch {EPOCHS} " in resumed.stdout, "the finished seed is not trained again"
+    assert f"seed {KILLED_SEED}: resuming after epoch 1 " in resumed.stdout
+    assert f"seed {KILLED_SEED} epoch 1/" not in resumed.stdout
     assert outputs(project) == uninterrupted
-    assert not (project / paths.checkpoint_path(STRATEGY)).exists()
+    assert not (project / paths.checkpoint_dir(STRATEGY)).exists()
 
 
 def test_checkpoint_of_other_params_is_not_resumed(project: Path):
@@ -120,9 +130,11 @@ def test_power_loss_mid_write_leaves_no_partial_checkpoint(project: Path):
     clear_outputs(project)
     killed = start_and_kill_after_first_epoch(project, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
-    leftovers = [path.name for path in (project / paths.CHECKPOINTS_DIR).iterdir() if path.name != f"{STRATEGY}.pt"]
+    checkpoint_names = {paths.checkpoint_path(STRATEGY, seed).name for seed in SEEDS}
+    leftovers = [path.name for path in (project / paths.checkpoint_dir(STRATEGY)).iterdir() if path.name not in checkpoint_names]
     # A SIGKILL can land inside a save; its temporary file may stay, but never under the real name.
-    assert all(name.startswith(f".{STRATEGY}.pt.") and name.endswith(".tmp") for name in leftovers)
+    killed_name = paths.checkpoint_path(STRATEGY, KILLED_SEED).name
+    assert all(name.startswith(f".{killed_name}.") and name.endswith(".tmp") for name in leftovers)
     resumed = run_stage(project, "stages.train", STRATEGY)
     assert "resuming after epoch" in resumed.stdout
-    assert not (project / paths.checkpoint_path(STRATEGY)).exists()
+    assert not (project / paths.checkpoint_dir(STRATEGY)).exists()

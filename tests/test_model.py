@@ -21,7 +21,7 @@ from stages.weights import write_random_weights
 
 PARAMS = load_params(paths.PROJECT_ROOT / paths.PARAMS_PATH)  # the committed params.yaml
 NUM_CLASSES = 100
-NET_SEED = PARAMS.seed  # 0: seeds the head, and for scratch the whole backbone
+NET_SEED = PARAMS.strategy.seeds[0]  # seeds the head, and for scratch the whole backbone
 # The weights file must come from another seed than the network: build_network draws its
 # throwaway resnet18 init from NET_SEED, so with equal seeds a skipped load would go unnoticed.
 WEIGHTS_SEED = 1

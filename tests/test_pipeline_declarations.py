@@ -61,6 +61,8 @@ def test_stage_outputs_are_the_paths_the_code_writes():
         str(paths.metrics_path(key)),
         str(paths.timing_path(key)),
         str(paths.provenance_path(key)),
+        str(paths.confusion_path(key)),
+        str(paths.seeds_dir(key)),
     }
     assert stage_body("plots")["outs"] == [{str(paths.PLOTS_DIR): {"cache": False}}]
     assert str(paths.RESULTS_DIR) in stage_body("plots")["deps"]

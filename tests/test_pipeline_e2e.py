@@ -28,6 +28,8 @@ SMALL_RUN = {  # about 15 s of training per strategy on 2 CPU cores
     "strategy": {"epochs": 3},
 }
 OTHER_LR = 0.03
+SCORES = ("test_top1", "test_top1_coarse", "test_top5", "test_loss", "best_val_top1", "best_epoch")  # averaged over seeds
+HISTORY_COLUMNS = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
 QUEUE_TIMEOUT_SECONDS = 600
 
 
@@ -111,12 +113,18 @@ def test_repro_trains_every_strategy_and_learns(repo: Repo):
     repo.dvc("repro")
     metrics = repo.metrics()
     for name in STRATEGIES:
-        assert set(metrics[name]) == {"test_top1", "test_top5", "test_loss", "best_val_top1", "best_epoch", "trainable_params", "total_params"}
-        assert 0.0 <= metrics[name]["test_top1"] <= metrics[name]["test_top5"] <= 1.0
+        assert set(metrics[name]) == {*SCORES, *(f"{score}_std" for score in SCORES), "trainable_params", "total_params", "num_seeds"}
+        assert metrics[name]["num_seeds"] == 1 and all(metrics[name][f"{score}_std"] == 0.0 for score in SCORES)
+        # A prediction in the right class is in the right superclass too.
+        assert 0.0 <= metrics[name]["test_top1"] <= metrics[name]["test_top1_coarse"] <= 1.0
+        assert metrics[name]["test_top1"] <= metrics[name]["test_top5"] <= 1.0
         history = repo.read_json(paths.history_path(name))
         assert [row["epoch"] for row in history] == [1, 2, 3]
-        assert set(history[0]) == {"epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5"}
+        assert set(history[0]) == {"epoch", "lr"} | {f"{column}{suffix}" for column in HISTORY_COLUMNS for suffix in ("", "_min", "_max")}
         assert metrics[name]["best_val_top1"] == round(max(row["val_top1"] for row in history), 6)
+        confusion = torch.tensor(repo.read_json(paths.confusion_path(name))["counts"])
+        assert confusion.sum() == SMALL_RUN["data"]["synthetic"]["test_size"]
+        assert (confusion.diagonal().sum() / confusion.sum()).item() == pytest.approx(metrics[name]["test_top1"], abs=2e-3)
         checkpoint = torch.load(repo.root / paths.model_path(name), map_location="cpu", weights_only=True)
         assert checkpoint["strategy"] == name
         assert checkpoint["config"]["strategy"]["training"]["epochs"] == 3
@@ -184,6 +192,37 @@ def test_new_override_key_for_one_strategy(repo: Repo):
     for stage in ("train@shallow", "train@deep"):
         assert f"Stage '{stage}' didn't change, skipping" in output
     assert repo.read_json(paths.history_path("scratch"))[0]["lr"] == 0.05
+
+
+def test_more_seeds_for_one_strategy_report_mean_and_spread(repo: Repo):
+    one_seed = {
+        "metrics": repo.read_json(paths.metrics_path("shallow")),
+        "history": repo.read_json(paths.history_path("shallow")),
+    }
+    output = repo.dvc("exp", "run", "-S", "+strategies.shallow.seeds=[0,1,2]")
+    repo.experiments["shallow_seeds"] = experiment_name(output)
+    assert "Running stage 'train@shallow'" in output and "Running stage 'plots'" in output
+    for stage in ("train@deep", "train@scratch"):
+        assert f"Stage '{stage}' didn't change, skipping" in output
+    assert sorted(path.name for path in (repo.root / paths.seeds_dir("shallow")).iterdir()) == ["seed_0", "seed_1", "seed_2"]
+    per_seed = [repo.read_json(paths.seed_dir("shallow", seed) / "metrics.json") for seed in (0, 1, 2)]
+    # Seed 0 is the same run as before: adding seeds never changes the first one.
+    assert per_seed[0] == {key: value for key, value in one_seed["metrics"].items() if key in per_seed[0]}
+    assert repo.read_json(paths.seed_dir("shallow", 0) / "history.json") == [
+        {key: row[key] for key in ("epoch", "lr", *HISTORY_COLUMNS)} for row in one_seed["history"]
+    ]
+    combined = repo.read_json(paths.metrics_path("shallow"))
+    assert combined["num_seeds"] == 3
+    top1 = [metrics["test_top1"] for metrics in per_seed]
+    assert combined["test_top1"] == pytest.approx(sum(top1) / 3, abs=1e-6)
+    assert combined["test_top1_std"] == pytest.approx(torch.tensor(top1, dtype=torch.float64).std().item(), abs=1e-6)  # sample std
+    assert combined["test_top1_std"] > 0, "three seeds of one strategy gave identical test scores"
+    for row in repo.read_json(paths.history_path("shallow")):
+        for column in HISTORY_COLUMNS:
+            assert row[f"{column}_min"] <= row[column] <= row[f"{column}_max"]
+    assert sum(map(sum, repo.read_json(paths.confusion_path("shallow"))["counts"])) == 3 * SMALL_RUN["data"]["synthetic"]["test_size"]
+    model_seed = repo.read_json(paths.provenance_path("shallow"))["model_seed"]
+    assert per_seed[model_seed]["best_val_top1"] == max(metrics["best_val_top1"] for metrics in per_seed)
 
 
 def find_revisions(tree: object, matches) -> list[dict]:

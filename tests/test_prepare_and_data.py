@@ -16,7 +16,7 @@ from stages.data import (
     shuffled_batches,
 )
 from stages.errors import UserError
-from stages.prepare import stratified_split
+from stages.prepare import fine_to_coarse, stratified_split
 
 CPU = torch.device("cpu")
 NUM_CLASSES = 100
@@ -191,12 +191,16 @@ def test_load_prepared_round_trips_what_prepare_writes(tmp_path):
         arrays[f"{split}_images"] = rng.integers(0, 256, (size, 32, 32, 3), dtype=np.uint8)
         arrays[f"{split}_labels"] = rng.integers(0, NUM_CLASSES, size, dtype=np.int64)
     class_names = [f"class_{index}" for index in range(NUM_CLASSES)]
+    coarse_class_names = [f"superclass_{index}" for index in range(NUM_CLASSES // 5)]
+    superclasses = np.arange(NUM_CLASSES) % 20
     path = tmp_path / "cifar100.npz"
     with open(path, "wb") as file:  # as prepare.main writes it
-        np.savez(file, **arrays, class_names=np.array(class_names))
+        np.savez(file, **arrays, class_names=np.array(class_names), fine_to_coarse=superclasses, coarse_class_names=np.array(coarse_class_names))
 
     prepared = load_prepared(path)
     assert prepared.class_names == tuple(class_names)
+    assert prepared.coarse_class_names == tuple(coarse_class_names)
+    np.testing.assert_array_equal(prepared.fine_to_coarse, superclasses)
     for key, array in arrays.items():
         loaded = getattr(prepared, key)
         assert loaded.dtype == array.dtype
@@ -211,3 +215,17 @@ def test_load_prepared_round_trips_what_prepare_writes(tmp_path):
 def test_load_prepared_missing_file_says_how_to_make_it(tmp_path):
     with pytest.raises(UserError, match="dvc repro prepare"):
         load_prepared(tmp_path / "missing.npz")
+
+
+# --- superclasses -----------------------------------------------------------------------------
+
+
+def test_fine_to_coarse_maps_each_class_to_its_superclass_and_marks_absent_ones():
+    fine = np.array([3, 0, 3, 2, 0])
+    coarse = np.array([1, 4, 1, 0, 4])
+    np.testing.assert_array_equal(fine_to_coarse(fine, coarse, num_fine=5), [4, -1, 0, 1, -1])
+
+
+def test_fine_class_in_two_superclasses_is_a_damaged_archive():
+    with pytest.raises(UserError, match=r"fine class 2 has images in superclasses \[0, 3\].*dvc repro --force download"):
+        fine_to_coarse(np.array([2, 1, 2]), np.array([0, 1, 3]), num_fine=3)
