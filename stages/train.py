@@ -279,7 +279,6 @@ def train_and_write(params: Params, strategy: StrategyConfig, compute: Compute, 
         if not runs or run.metrics["best_val_top1"] > model_run.metrics["best_val_top1"]:
             model_run, model_net = run, net
         runs.append(run)
-        del net
     if not ranks.is_main:
         return
     save_model(model_net, strategy, params, data, compute, model_run.seed)
