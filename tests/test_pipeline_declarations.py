@@ -71,16 +71,20 @@ def test_stage_outputs_are_the_paths_the_code_writes():
 def test_top_level_plots_show_every_strategy_and_figure():
     strategies = list(load_params(ROOT / "params.yaml").strategies)
     curve_files = {str(plots.CURVES_DIR / f"{name}.json") for name in strategies}
+    confusion_files = {str(plots.confusion_data_path(name)) for name in strategies}
     definitions = [next(iter(entry.items())) for entry in DVC_YAML["plots"] if isinstance(entry, dict)]
     images = {entry for entry in DVC_YAML["plots"] if isinstance(entry, str)}
-    plotted_columns = set()
+    plotted_columns, plotted_confusions = set(), set()
     for _, definition in definitions:
         files = set(definition["y"])
         if files == {str(plots.FINAL_SCORES_PATH)}:
             continue
+        if files <= confusion_files:
+            plotted_confusions |= files
+            continue
         assert files == curve_files
         plotted_columns |= set(definition["y"].values())
     assert plotted_columns == set(plots.EPOCH_FIGURES)
-    stems = [stem for stem, _, _ in plots.EPOCH_FIGURES.values()] + [plots.TEST_FIGURE]
-    assert images == {str(paths.PLOTS_DIR / f"{stem}.png") for stem in stems}
+    assert plotted_confusions == confusion_files
+    assert images == {str(path) for path in plots.figure_paths(strategies)}
 

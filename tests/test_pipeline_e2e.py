@@ -17,9 +17,9 @@ import pytest
 import torch
 import yaml
 
-from stages import paths
+from stages import paths, plots
 
-PROJECT_FILES = ("params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore")
+PROJECT_FILES = ("params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvc/plots/linear_band.json")
 STRATEGIES = ("shallow", "deep", "scratch")
 CHANCE_TOP1 = 0.01  # 100 classes
 SMALL_RUN = {  # about 15 s of training per strategy on 2 CPU cores
@@ -135,9 +135,11 @@ def test_repro_trains_every_strategy_and_learns(repo: Repo):
     assert metrics["shallow"]["trainable_params"] == 512 * 100 + 100
     assert metrics["scratch"]["trainable_params"] == metrics["scratch"]["total_params"]
     assert metrics["shallow"]["trainable_params"] < metrics["deep"]["trainable_params"] < metrics["scratch"]["trainable_params"]
-    for plot_file in ("curves/shallow.json", "curves/deep.json", "curves/scratch.json", "final_scores.json", "summary.md", "train_loss.png", "val_top1.png", "val_top5.png", "test_accuracy.png"):
-        assert (repo.root / paths.PLOTS_DIR / plot_file).is_file(), plot_file
-    assert "| deep | yes | layer4 + head |" in (repo.root / paths.PLOTS_DIR / "summary.md").read_text()
+    for plot_file in [plots.FINAL_SCORES_PATH, plots.REPORT_PATH, *plots.figure_paths(list(STRATEGIES))]:
+        assert (repo.root / plot_file).is_file(), plot_file
+    for name in STRATEGIES:
+        assert (repo.root / plots.CURVES_DIR / f"{name}.json").is_file() and (repo.root / plots.confusion_data_path(name)).is_file()
+    assert "| deep | yes | layer4 + head |" in (repo.root / plots.REPORT_PATH).read_text()
 
 
 def test_second_repro_reruns_nothing(repo: Repo):
@@ -182,7 +184,7 @@ def test_changing_one_strategy_reruns_only_its_stage_and_plots(repo: Repo):
     assert "Running stage 'train@deep'" in output and "Running stage 'plots'" in output
     for stage in ("download", "prepare", "weights", "train@shallow", "train@scratch"):
         assert f"Stage '{stage}' didn't change, skipping" in output
-    assert "| deep | yes | layer3 + layer4 + head |" in (repo.root / paths.PLOTS_DIR / "summary.md").read_text()
+    assert "| deep | yes | layer3 + layer4 + head |" in (repo.root / plots.REPORT_PATH).read_text()
 
 
 def test_new_override_key_for_one_strategy(repo: Repo):

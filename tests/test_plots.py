@@ -1,0 +1,232 @@
+"""The plots stage on small made-up results: band fields, confusion rows, most-confused pairs, report,
+and the real `dvc plots show` rendering every plot dvc.yaml declares."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from dvc_render.base import Renderer
+
+from stages import paths, plots
+from stages.errors import UserError
+
+ROOT = paths.PROJECT_ROOT
+DVC = str(Path(sys.executable).parent / "dvc")
+TEMPLATES_DIR = Path(".dvc/plots")  # where DVC finds custom templates named in dvc.yaml
+DECLARED_PLOTS = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+BAND_TEMPLATE = "linear_band"  # .dvc/plots/linear_band.json
+BAND_PLOT_IDS = {plot_id for entry in DECLARED_PLOTS if isinstance(entry, dict) for plot_id, body in entry.items() if body.get("template") == BAND_TEMPLATE}
+STRATEGIES = ("shallow", "deep", "scratch")  # as in the committed params.yaml
+SEEDS = [0, 1]
+EPOCHS = 3
+CLASS_NAMES = [f"class_{index}" for index in range(10)]
+FINE_TO_COARSE = [index // 5 for index in range(10)]  # two superclasses of five classes
+# Off-diagonal cells of the known matrix: (actual, predicted) -> count. Largest first:
+# 9, 8, then two 7s (tie: actual 1 before actual 6), 6, 5, 4, 3, 2, 2 (tie: actual 0 before 4), then 1s left out.
+OFF_DIAGONAL = {(3, 5): 9, (2, 7): 8, (6, 1): 7, (1, 0): 7, (9, 8): 6, (8, 9): 5, (0, 4): 4, (5, 3): 3, (4, 2): 2, (0, 9): 2, (7, 6): 1, (9, 0): 1}
+EXPECTED_PAIRS = [(3, 5, 9), (2, 7, 8), (1, 0, 7), (6, 1, 7), (9, 8, 6), (8, 9, 5), (0, 4, 4), (5, 3, 3), (0, 9, 2), (4, 2, 2)]
+DIAGONAL = 20  # correct predictions of each class
+
+
+def known_counts() -> list[list[int]]:
+    """10x10 counts[actual][predicted]: DIAGONAL on the diagonal, OFF_DIAGONAL elsewhere."""
+    return [[DIAGONAL if actual == predicted else OFF_DIAGONAL.get((actual, predicted), 0) for predicted in range(10)] for actual in range(10)]
+
+
+def history(offset: float) -> list[dict]:
+    """Per-epoch rows with every column's mean and a spread of 0.1 either side."""
+    rows = []
+    for epoch in range(1, EPOCHS + 1):
+        row = {"epoch": epoch, "lr": 0.1 / epoch}
+        for column in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5"):
+            mean = offset + epoch / 10
+            row |= {column: mean, f"{column}_min": mean - 0.1, f"{column}_max": mean + 0.1}
+        rows.append(row)
+    return rows
+
+
+def metrics(index: int) -> dict:
+    """metrics.json of strategy number index: test_top1 = 0.6 + index / 100 with std 0.0123."""
+    figures = {"test_top1": 0.6 + index / 100, "test_top5": 0.9, "test_loss": 1.5, "test_top1_coarse": 0.75, "best_val_top1": 0.61, "best_epoch": 2.5}
+    result = {}
+    for key, value in figures.items():
+        result |= {key: value, f"{key}_std": 0.0123}
+    return result | {"trainable_params": 51300 * (index + 1), "total_params": 11227812, "num_seeds": len(SEEDS)}
+
+
+def write_results(root: Path) -> None:
+    """Made-up results/<strategy>/ files of the train stage's format for every strategy."""
+    for index, name in enumerate(STRATEGIES):
+        files = {
+            paths.metrics_path(name): metrics(index),
+            paths.history_path(name): history(index),
+            paths.confusion_path(name): {
+                "class_names": CLASS_NAMES,
+                "coarse_class_names": ["coarse_0", "coarse_1"],
+                "fine_to_coarse": FINE_TO_COARSE,
+                "seeds": SEEDS,
+                "counts": known_counts(),
+            },
+            paths.timing_path(name): {"total_seconds": 240.0, "seconds_per_seed": 120.0, "seed_seconds": [110.0, 130.0], "device": "cpu"},
+            paths.provenance_path(name): {
+                "strategy": name,
+                "config": {},
+                "versions": dict.fromkeys(("python", "torch", "torchvision", "torchmetrics", "numpy", "dvc"), "1.0"),
+                "device": "cpu, float32",
+                "model_seed": 1,
+            },
+        }
+        for path, content in files.items():
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_text(json.dumps(content))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A folder with the committed params.yaml, made-up results and the plots stage's outputs."""
+    root = tmp_path_factory.mktemp("plots_project")
+    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    write_results(root)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(root)
+        plots.main()
+    return root
+
+
+def read(project: Path, path: Path) -> object:
+    """Parsed JSON file of the project."""
+    return json.loads((project / path).read_text())
+
+
+def test_curves_carry_the_mean_and_its_band(project):
+    for index, name in enumerate(STRATEGIES):
+        rows = read(project, plots.CURVES_DIR / f"{name}.json")
+        assert rows == history(index)
+        for column in plots.EPOCH_FIGURES:
+            assert all(row[f"{column}_min"] < row[column] < row[f"{column}_max"] for row in rows)
+
+
+def test_final_scores_hold_mean_and_std(project):
+    rows = read(project, plots.FINAL_SCORES_PATH)
+    assert len(rows) == len(STRATEGIES) * len(plots.TEST_ACCURACIES)
+    deep_top1 = next(row for row in rows if row["bar"] == "deep top-1")
+    assert deep_top1["accuracy"] == pytest.approx(0.61) and deep_top1["accuracy_std"] == 0.0123
+
+
+def test_confusion_rows_expand_every_count(project):
+    counts = known_counts()
+    for name in STRATEGIES:
+        rows = read(project, plots.confusion_data_path(name))
+        assert len(rows) == sum(map(sum, counts))
+        tally = {}
+        for row in rows:
+            key = (CLASS_NAMES.index(row["actual"]), CLASS_NAMES.index(row["predicted"]))
+            tally[key] = tally.get(key, 0) + 1
+        assert tally == {(a, p): count for a, row in enumerate(counts) for p, count in enumerate(row) if count}
+
+
+def test_most_confused_pairs_are_the_largest_off_diagonal_cells():
+    confusion = {"class_names": CLASS_NAMES, "counts": known_counts()}
+    pairs = plots.most_confused_pairs(confusion)
+    assert [(CLASS_NAMES.index(p.actual), CLASS_NAMES.index(p.predicted), p.count) for p in pairs] == EXPECTED_PAIRS
+    row_total = DIAGONAL + OFF_DIAGONAL[(3, 5)]  # actual class 3 has no other mistakes
+    assert pairs[0].share == pytest.approx(9 / row_total)
+
+
+def test_report_shows_scores_figures_and_confusion(project):
+    report = (project / plots.REPORT_PATH).read_text()
+    assert not (project / paths.PLOTS_DIR / "summary.md").exists()
+    for path in plots.figure_paths(list(STRATEGIES)):
+        assert (project / path).stat().st_size > 0
+        assert f"]({path.name})" in report, path
+    assert "| deep | yes | layer4 + head | 0.6100 ± 0.0123 | 0.7500 ± 0.0123 |" in report
+    assert "| 2.5 ± 0.0 | 102,600 | 2.0 | 2 |" in report  # best epoch, trainable params, minutes per seed, seeds
+    assert report.count("| class_3 | class_5 | 9 | 31.0% |") == len(STRATEGIES)  # 9 of 29 images of class_3
+    assert report.count("| class_0 | class_9 |") == len(STRATEGIES) and "| class_9 | class_0 |" not in report  # a count of 1: left out
+
+
+def test_a_missing_result_names_the_file(tmp_path, monkeypatch):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    write_results(tmp_path)
+    (tmp_path / paths.confusion_path("deep")).unlink()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"^results/deep/confusion.json is missing; run the train stages first"):
+        plots.main()
+
+
+def test_results_of_an_older_train_stage_name_the_missing_key(tmp_path, monkeypatch):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    write_results(tmp_path)
+    single_run_history = [{key: value for key, value in row.items() if not key.endswith(("_min", "_max"))} for row in history(0)]
+    (tmp_path / paths.history_path("shallow")).write_text(json.dumps(single_run_history))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"^results/shallow/history.json has no 'train_loss_min'; .* dvc repro$"):
+        plots.main()
+
+
+def run(command: list[str], cwd: Path) -> str:
+    """Run a command; fail the test with its output if it fails."""
+    environment = {**os.environ, "DVC_NO_ANALYTICS": "1"}  # no background reporting process
+    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def dvc_repo(project, tmp_path_factory) -> Path:
+    """A git + DVC repository, committed, with dvc.yaml's top-level plots, the custom templates and the stage's plots/."""
+    root = tmp_path_factory.mktemp("dvc_repo")
+    shutil.copytree(project / paths.PLOTS_DIR, root / paths.PLOTS_DIR)
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"plots": DECLARED_PLOTS}))
+    run(["git", "init", "-q"], root)
+    run([DVC, "init", "-q"], root)
+    shutil.copytree(ROOT / TEMPLATES_DIR, root / TEMPLATES_DIR)
+    run(["git", "add", "-A"], root)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "plots"], root)
+    return root
+
+
+def band_plots(shown: dict) -> dict[str, dict]:
+    """plot id -> filled vega-lite spec, of the plots drawn with the band template."""
+    return {plot_id: entries[0]["content"] for plot_id, entries in shown["data"].items() if plot_id in BAND_PLOT_IDS}
+
+
+def test_dvc_plots_show_renders_every_declared_plot(dvc_repo):
+    run([DVC, "plots", "show", "-o", "html"], dvc_repo)
+    html = (dvc_repo / "html" / "index.html").read_text()
+    images = [entry for entry in DECLARED_PLOTS if isinstance(entry, str)]
+    for entry in DECLARED_PLOTS:
+        plot_id = entry if isinstance(entry, str) else next(iter(entry))
+        assert re.search(rf'id ?= ?"{re.escape(Renderer.remove_special_chars(plot_id))}"', html), plot_id
+        if isinstance(entry, dict):
+            assert f'"text": "{plot_id}"' in html, plot_id  # its spec was filled: the title anchor holds the id
+    assert {f"<p>{image}</p>" for image in images} <= set(re.findall(r"<p>[^<]*</p>", html))
+    copied = {path.name: path.read_bytes() for path in (dvc_repo / "html" / "static").iterdir()}
+    assert copied == {"workspace_" + image.replace("/", "_"): (dvc_repo / image).read_bytes() for image in images}
+
+
+def test_dvc_draws_a_band_from_min_to_max(dvc_repo):
+    shown = json.loads(run([DVC, "plots", "show", "--json"], dvc_repo))
+    specs = band_plots(shown)
+    assert set(specs) == BAND_PLOT_IDS and len(specs) == len(plots.EPOCH_FIGURES)
+    for spec in specs.values():
+        column = spec["layer"][-1]["encoding"]["y"]["field"]  # the mean's line
+        band = spec["layer"][0]["encoding"]
+        assert (band["y"]["field"], band["y2"]["field"]) == (f"{column}_min", f"{column}_max")
+        rows = spec["data"]["values"]
+        assert {row["filename"] for row in rows} == {f"{name}.json" for name in STRATEGIES}
+        assert all(row[f"{column}_min"] < row[column] < row[f"{column}_max"] for row in rows)
+
+
+def test_dvc_plots_diff_keeps_every_revision_and_strategy(dvc_repo):
+    shown = json.loads(run([DVC, "plots", "diff", "HEAD", "--json"], dvc_repo))
+    for spec in band_plots(shown).values():
+        series = {(row["rev"], row["filename"]) for row in spec["data"]["values"]}
+        assert series == {(rev, f"{name}.json") for rev in ("HEAD", "workspace") for name in STRATEGIES}
+        assert spec["layer"][-2]["encoding"]["strokeDash"]["field"] == "rev"  # revisions dashed apart, strategies coloured
