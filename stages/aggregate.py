@@ -4,6 +4,7 @@ import statistics
 
 # history.json columns that vary between seeds; each gets _min and _max beside its mean.
 SPREAD_COLUMNS = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
+SPREAD_SUFFIXES = ("_min", "_max")  # the lowest and highest seed; .dvc/plots/linear_band.json draws the band from them
 SAME_FOR_EVERY_SEED = ("trainable_params", "total_params")  # metrics that depend on the strategy alone
 
 
@@ -29,6 +30,7 @@ def combine_histories(per_seed: list[list[dict]]) -> list[dict]:
         row = {"epoch": first["epoch"], "lr": first["lr"]}  # the schedule is the same for every seed
         for column in SPREAD_COLUMNS:
             values = [epoch_row[column] for epoch_row in epoch_rows]
-            row.update({column: statistics.fmean(values), f"{column}_min": min(values), f"{column}_max": max(values)})
+            lowest, highest = (column + suffix for suffix in SPREAD_SUFFIXES)
+            row.update({column: statistics.fmean(values), lowest: min(values), highest: max(values)})
         rows.append(row)
     return rows

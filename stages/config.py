@@ -202,8 +202,7 @@ def _validate_common(params: Params) -> None:
     if not re.fullmatch(r"[0-9a-f]{32}", data.md5.lower()):
         raise UserError(f"data.md5 = {data.md5!r} is not an MD5 digest (32 hex characters)")
     _require_positive(data.val_size, "data.val_size")
-    if not 0 <= data.split_seed < MAX_SEED:
-        raise UserError(f"data.split_seed = {data.split_seed} is invalid: use a whole number from 0 to {MAX_SEED - 1}")
+    _require_seed(data.split_seed, "data.split_seed")
     if data.image_size < MIN_IMAGE_SIZE:
         raise UserError(f"data.image_size = {data.image_size} is invalid: use {MIN_IMAGE_SIZE} or more (pixels)")
     if data.augment.crop_padding < 0:
@@ -242,12 +241,11 @@ def _validate_training(training: TrainingConfig, key_path: str) -> None:
 
 
 def _validate_seeds(seeds: tuple[int, ...], key_path: str) -> None:
-    """A non-empty list of distinct seeds in [0, 2**32) (what numpy's SeedSequence and torch accept alike)."""
+    """A non-empty list of distinct seeds, each one valid."""
     if not seeds:
         raise UserError(f"{key_path} is empty: list at least one seed, e.g. [0]")
-    for seed in seeds:
-        if not 0 <= seed < MAX_SEED:
-            raise UserError(f"{key_path} holds {seed}: use whole numbers from 0 to {MAX_SEED - 1}")
+    for index, seed in enumerate(seeds):
+        _require_seed(seed, f"{key_path}[{index}]")
     repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
     if repeated:
         raise UserError(f"{key_path} = {list(seeds)} repeats {repeated[0]}: each seed would train the same run twice; list distinct seeds")
@@ -327,6 +325,12 @@ def _require_positive(value: float, key_path: str) -> None:
     """UserError unless value > 0."""
     if value <= 0:
         raise UserError(f"{key_path} = {value} is invalid: use a value above 0")
+
+
+def _require_seed(seed: int, key_path: str) -> None:
+    """UserError unless seed is in [0, 2**32): what numpy's SeedSequence and torch accept alike."""
+    if not 0 <= seed < MAX_SEED:
+        raise UserError(f"{key_path} = {seed} is invalid: use a whole number from 0 to {MAX_SEED - 1}")
 
 
 def _require_choice(value: str, choices: tuple[str, ...], key_path: str) -> None:

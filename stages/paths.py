@@ -15,6 +15,11 @@ PRETRAINED_PATH = PRETRAINED_DIR / "resnet18.pth"
 MODELS_DIR = Path("models")
 
 RESULTS_DIR = Path("results")
+# File names inside a results folder: a strategy's (over all its seeds) and each seed's own.
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.json"
+CONFUSION_FILE = "confusion.json"
+TIMING_FILE = "timing.json"
 CHECKPOINTS_DIR = Path("checkpoints")  # outside DVC outputs and git: see stages/checkpoint.py
 PLOTS_DIR = Path("plots")
 
@@ -41,22 +46,22 @@ def seed_dir(strategy: str, seed: int) -> Path:
 
 def metrics_path(strategy: str) -> Path:
     """Final scores of one strategy: mean and std over seeds (DVC metrics)."""
-    return results_dir(strategy) / "metrics.json"
+    return results_dir(strategy) / METRICS_FILE
 
 
 def history_path(strategy: str) -> Path:
     """Per-epoch rows of one strategy: mean, min and max over seeds (DVC plots)."""
-    return results_dir(strategy) / "history.json"
+    return results_dir(strategy) / HISTORY_FILE
 
 
 def confusion_path(strategy: str) -> Path:
     """Test-set confusion counts of one strategy, summed over seeds, with class and superclass names."""
-    return results_dir(strategy) / "confusion.json"
+    return results_dir(strategy) / CONFUSION_FILE
 
 
 def timing_path(strategy: str) -> Path:
     """Seconds and images/s of one strategy; kept apart so metrics stay byte-reproducible."""
-    return results_dir(strategy) / "timing.json"
+    return results_dir(strategy) / TIMING_FILE
 
 
 def provenance_path(strategy: str) -> Path:

@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from stages import paths  # noqa: E402
+from stages.aggregate import SPREAD_SUFFIXES  # noqa: E402
 from stages.atomic import atomic_path, write_json  # noqa: E402
 from stages.config import BACKBONE_BLOCKS, IMAGENET_WEIGHTS, Params, StrategyConfig, load_params  # noqa: E402
 from stages.errors import UserError, run_stage  # noqa: E402
@@ -39,7 +40,6 @@ EPOCH_FIGURES = {
     "val_top1": ("val_top1", "Validation top-1 accuracy per epoch", "top-1 accuracy"),
     "val_top5": ("val_top5", "Validation top-5 accuracy per epoch", "top-5 accuracy"),
 }
-SPREAD_SUFFIXES = ("_min", "_max")  # a history column's spread over seeds; .dvc/plots/linear_band.json draws it
 TEST_FIGURE = "test_accuracy"
 # metrics.json key -> bar label, for final_scores.json and the test accuracy figure.
 TEST_ACCURACIES = {"test_top1": "top-1", "test_top1_coarse": "top-1 superclass", "test_top5": "top-5"}
@@ -70,15 +70,20 @@ def confusion_data_path(strategy: str) -> Path:
     return CONFUSION_DIR / f"{strategy}.json"
 
 
+def figure_path(stem: str) -> Path:
+    """A matplotlib figure of the stage."""
+    return paths.PLOTS_DIR / f"{stem}.png"
+
+
 def confusion_figure_path(strategy: str) -> Path:
     """Row-normalised confusion heatmap of one strategy."""
-    return paths.PLOTS_DIR / f"confusion_{strategy}.png"
+    return figure_path(f"confusion_{strategy}")
 
 
 def figure_paths(strategies: list[str]) -> list[Path]:
     """Every PNG the stage draws, in report order; dvc.yaml's top-level plots list the same."""
     stems = [stem for stem, _, _ in EPOCH_FIGURES.values()] + [TEST_FIGURE]
-    return [paths.PLOTS_DIR / f"{stem}.png" for stem in stems] + [confusion_figure_path(name) for name in strategies]
+    return [figure_path(stem) for stem in stems] + [confusion_figure_path(name) for name in strategies]
 
 
 def read_json(path: Path) -> object:
@@ -252,13 +257,13 @@ def confusion_section(results: list[StrategyResult]) -> str:
 def report(params: Params, results: list[StrategyResult]) -> str:
     """plots/report.md: scores, provenance, figures and confusion, readable on GitHub."""
     seeds_note = "Each score is the mean ± sample standard deviation over the strategy's seeds (± 0 with one seed).\n"
-    curves = "\n".join(image_link(paths.PLOTS_DIR / f"{stem}.png", title) for stem, title, _ in EPOCH_FIGURES.values())
+    curves = "\n".join(image_link(figure_path(stem), title) for stem, title, _ in EPOCH_FIGURES.values())
     return (
         "# ResNet18 on CIFAR-100: shallow fine-tuning, deep fine-tuning or from scratch\n\n"
         f"{provenance_note(params)}\n## Final scores\n\n{seeds_note}\n{summary_table(results)}\n"
         f"## Provenance\n\n{provenance_table(results)}\n"
         "## Curves\n\nThe line is the mean over seeds, the band the lowest and highest seed.\n\n"
-        f"{curves}\n## Test accuracy\n\n{image_link(paths.PLOTS_DIR / f'{TEST_FIGURE}.png', 'Test accuracy')}\n"
+        f"{curves}\n## Test accuracy\n\n{image_link(figure_path(TEST_FIGURE), 'Test accuracy')}\n"
         f"{confusion_section(results)}"
     )
 
@@ -342,8 +347,8 @@ def write_data(results: list[StrategyResult]) -> None:
 def draw_figures(results: list[StrategyResult]) -> None:
     """Every PNG: per-epoch curves, test accuracy, a confusion heatmap per strategy."""
     for column, (stem, title, y_label) in EPOCH_FIGURES.items():
-        save_figure(draw_epoch_figure(results, column, title, y_label), paths.PLOTS_DIR / f"{stem}.png")
-    save_figure(draw_test_figure(results), paths.PLOTS_DIR / f"{TEST_FIGURE}.png")
+        save_figure(draw_epoch_figure(results, column, title, y_label), figure_path(stem))
+    save_figure(draw_test_figure(results), figure_path(TEST_FIGURE))
     for result in results:
         save_figure(draw_confusion_figure(result.strategy.name, result.confusion), confusion_figure_path(result.strategy.name))
 

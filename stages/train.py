@@ -330,10 +330,10 @@ def train_seed(params: Params, strategy: StrategyConfig, data: PreparedData, com
 def write_seed_results(strategy_name: str, run: SeedRun, data: PreparedData) -> None:
     """results/<strategy>/seeds/seed_<n>/: that run's metrics, history, confusion counts and timing."""
     folder = paths.seed_dir(strategy_name, run.seed)
-    write_json(folder / paths.metrics_path(strategy_name).name, run.metrics)
-    write_json(folder / paths.history_path(strategy_name).name, run.history)
-    write_json(folder / paths.confusion_path(strategy_name).name, confusion_record(data, [run]))
-    write_json(folder / paths.timing_path(strategy_name).name, run.timing)
+    write_json(folder / paths.METRICS_FILE, run.metrics)
+    write_json(folder / paths.HISTORY_FILE, run.history)
+    write_json(folder / paths.CONFUSION_FILE, confusion_record(data, [run]))
+    write_json(folder / paths.TIMING_FILE, run.timing)
 
 
 def confusion_record(data: PreparedData, runs: list[SeedRun]) -> dict:

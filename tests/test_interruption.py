@@ -60,7 +60,7 @@ def outputs(project: Path) -> dict[str, bytes]:
     """The bytes of the stage's reproducible outputs."""
     reproducible = [paths.metrics_path(STRATEGY), paths.history_path(STRATEGY), paths.confusion_path(STRATEGY)]
     per_seed = sorted((project / paths.seeds_dir(STRATEGY)).rglob("*.json"))
-    return {str(path): (project / path).read_bytes() for path in reproducible + per_seed if path.name != paths.timing_path(STRATEGY).name}
+    return {str(path): (project / path).read_bytes() for path in reproducible + per_seed if path.name != paths.TIMING_FILE}
 
 
 def clear_outputs(project: Path) -> None:

@@ -207,10 +207,10 @@ def test_more_seeds_for_one_strategy_report_mean_and_spread(repo: Repo):
     for stage in ("train@deep", "train@scratch"):
         assert f"Stage '{stage}' didn't change, skipping" in output
     assert sorted(path.name for path in (repo.root / paths.seeds_dir("shallow")).iterdir()) == ["seed_0", "seed_1", "seed_2"]
-    per_seed = [repo.read_json(paths.seed_dir("shallow", seed) / "metrics.json") for seed in (0, 1, 2)]
+    per_seed = [repo.read_json(paths.seed_dir("shallow", seed) / paths.METRICS_FILE) for seed in (0, 1, 2)]
     # Seed 0 is the same run as before: adding seeds never changes the first one.
     assert per_seed[0] == {key: value for key, value in one_seed["metrics"].items() if key in per_seed[0]}
-    assert repo.read_json(paths.seed_dir("shallow", 0) / "history.json") == [
+    assert repo.read_json(paths.seed_dir("shallow", 0) / paths.HISTORY_FILE) == [
         {key: row[key] for key in ("epoch", "lr", *HISTORY_COLUMNS)} for row in one_seed["history"]
     ]
     combined = repo.read_json(paths.metrics_path("shallow"))
