@@ -1,18 +1,20 @@
 # The two commands: `make repro` runs the pipeline, `make test` runs the tests.
-# Both first run `make setup`, which creates .venv and installs requirements.txt only when needed.
+# Both first run `make setup`, which creates .venv and installs requirements.lock only when it changed.
 PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 # Stage commands call `python -m stages.<name>`; DVC must find the venv's python first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test
+.PHONY: setup repro test lint lock
 
 setup: $(INSTALLED)
 
-$(INSTALLED): requirements.txt
+# requirements.lock pins every package (made from requirements.txt by `make lock`), so two machines
+# set up on different days get the same versions.
+$(INSTALLED): requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	touch $@
 
 repro: setup
@@ -20,3 +22,13 @@ repro: setup
 
 test: setup
 	python -m pytest
+
+lint: setup
+	ruff check .
+	ruff format --check .
+
+# Re-pin after editing requirements.txt (pip-compile from pip-tools, with pip's own index settings).
+lock: setup
+	python -m pip install --quiet --disable-pip-version-check pip-tools
+	pip-compile --quiet --strip-extras --no-header --allow-unsafe --no-emit-index-url --no-emit-find-links \
+		requirements.txt -o requirements.lock

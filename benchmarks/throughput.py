@@ -1,7 +1,7 @@
 """Throughput of the project's training path against bare PyTorch and a torchvision DataLoader, in one run.
 
 Run from the project root:
-    .venv/bin/python -m benchmarks.throughput                    # defaults: 2048 images, params.yaml compute and batch size
+    .venv/bin/python -m benchmarks.throughput  # defaults: 2048 images, params.yaml compute and batch size
     .venv/bin/python -m benchmarks.throughput --skip-rss --images 1024 --workers 0 2 --device cpu
 
 Every contender runs in this process, one after another, on the same synthetic uint8 images (and labels)
@@ -58,7 +58,15 @@ from torchvision.models import resnet18
 from stages.batches import FeatureBatches, ImageBatches, cache_features, training_batches
 from stages.cifar_archive import NUM_CLASSES
 from stages.config import DEVICES, PRECISIONS, Params, StrategyConfig, load_params
-from stages.data import IMAGENET_MEAN, IMAGENET_STD, ImageSplit, PreparedData, epoch_generator, normalize, shuffled_batches
+from stages.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageSplit,
+    PreparedData,
+    epoch_generator,
+    normalize,
+    shuffled_batches,
+)
 from stages.device import Compute, make_deterministic, resolve_compute
 from stages.errors import run_stage
 from stages.model import build_network
@@ -69,7 +77,9 @@ from stages.weights import write_random_weights
 DEFAULT_IMAGES = 2048  # images per timed epoch: 16 steps of 128, about 2 s of scratch training on 2 CPU cores
 DEFAULT_REPEATS = 3  # timed repeats per contender; the fastest counts
 DEFAULT_WORKERS = (0, 1, 2)  # DataLoader num_workers tried for the torchvision baseline
-DEFAULT_RSS_STRATEGY = "scratch"  # the heaviest stage; about 1 min for its one epoch on 2 idle CPU cores ("shallow": ~20 s)
+DEFAULT_RSS_STRATEGY = (
+    "scratch"  # the heaviest stage; about 1 min for its one epoch on 2 idle CPU cores ("shallow": ~20 s)
+)
 WARMUP_STEPS = 2  # untimed steps before each contender's first timed epoch
 RSS_EPOCHS = 1  # epochs of the train stage whose peak memory is measured
 SCRATCH, SHALLOW = "scratch", "shallow"  # strategies of params.yaml that the epochs use
@@ -153,7 +163,17 @@ def device_split(images: np.ndarray, labels: np.ndarray, device: torch.device) -
     class_names = tuple(map(str, range(NUM_CLASSES)))
     superclasses = np.arange(NUM_CLASSES) // 5  # unused: the benchmark only trains
     superclass_names = tuple(map(str, range(NUM_CLASSES // 5)))
-    prepared = PreparedData(images, labels, empty_images, empty_labels, empty_images, empty_labels, class_names, superclasses, superclass_names)
+    prepared = PreparedData(
+        images,
+        labels,
+        empty_images,
+        empty_labels,
+        empty_images,
+        empty_labels,
+        class_names,
+        superclasses,
+        superclass_names,
+    )
     return prepared.split("train", device)
 
 
@@ -163,7 +183,9 @@ def make_bench(args: argparse.Namespace, params: Params, pretrained_path: Path) 
     compute = resolve_compute(compute_config)
     images, labels = synthetic_data(args.images, params.strategy.seeds[0])
     write_random_weights(pretrained_path, params.model.random_weights_seed)
-    return Bench(params, compute, args.batch_size, images, labels, device_split(images, labels, compute.device), pretrained_path)
+    return Bench(
+        params, compute, args.batch_size, images, labels, device_split(images, labels, compute.device), pretrained_path
+    )
 
 
 def synchronize(device: torch.device) -> None:
@@ -190,15 +212,27 @@ def timed(contender: Contender, device: torch.device) -> tuple[int, float]:
 def bare_network(bench: Bench) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """Plain torchvision resnet18 with a 100-class fc and SGD with the project's hyperparameters."""
     torch.manual_seed(bench.seed)
-    model = resnet18(weights=None, num_classes=NUM_CLASSES).to(bench.compute.device, memory_format=bench.compute.memory_format)
+    model = resnet18(weights=None, num_classes=NUM_CLASSES).to(
+        bench.compute.device, memory_format=bench.compute.memory_format
+    )
     training = bench.params.strategy_named(SCRATCH).training
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay, nesterov=training.momentum > 0
+        model.parameters(),
+        lr=training.lr,
+        momentum=training.momentum,
+        weight_decay=training.weight_decay,
+        nesterov=training.momentum > 0,
     )
     return model.train(), optimizer
 
 
-def bare_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, labels: torch.Tensor, amp_dtype: torch.dtype | None) -> None:
+def bare_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    amp_dtype: torch.dtype | None,
+) -> None:
     """Forward, cross_entropy, zero_grad, backward, step; nothing else."""
     with torch.autocast(inputs.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         loss = F.cross_entropy(model(inputs), labels)
@@ -212,7 +246,12 @@ def premade_batches(bench: Bench) -> list[tuple[torch.Tensor, torch.Tensor]]:
     split, size, image_size = bench.split, bench.batch_size, bench.params.data.image_size
     starts = range(0, len(split) - size + 1, size)
     return [
-        (normalize(split.images[start : start + size], image_size).contiguous(memory_format=bench.compute.memory_format), split.labels[start : start + size])
+        (
+            normalize(split.images[start : start + size], image_size).contiguous(
+                memory_format=bench.compute.memory_format
+            ),
+            split.labels[start : start + size],
+        )
         for start in starts
     ]
 
@@ -254,7 +293,13 @@ def notebook_loader(bench: Bench, workers: int) -> DataLoader:
     image_size = bench.params.data.image_size
     resize = [transforms.Resize(image_size)] if image_size != 32 else []  # as the project does above 32 px
     transform = transforms.Compose(
-        [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), *resize, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            *resize,
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
     )
     return DataLoader(
         PilImages(bench.images, bench.labels, transform),
@@ -268,7 +313,7 @@ def notebook_loader(bench: Bench, workers: int) -> DataLoader:
 
 
 def loader_contender(bench: Bench, workers: int) -> Contender:
-    """The bare step fed by notebook_loader; each timed epoch starts its workers afresh, as DataLoader does by default."""
+    """The bare step fed by notebook_loader; each timed epoch starts its workers afresh, as DataLoader does."""
     model, optimizer = bare_network(bench)
     loader = notebook_loader(bench, workers)
     compute = bench.compute
@@ -293,7 +338,11 @@ def loader_contender(bench: Bench, workers: int) -> Contender:
 @contextmanager
 def stage_settings() -> Iterator[None]:
     """Deterministic kernels as stages.train.run sets them, for the project's contenders only; restored after."""
-    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
     make_deterministic()
     try:
         yield
@@ -334,7 +383,16 @@ def epoch_contender(bench: Bench, strategy_name: str) -> Contender:
     def run(source: ImageBatches, epoch: int) -> int:
         """One train_one_epoch over source; returns images seen."""
         generator = epoch_generator(bench.seed, epoch, bench.compute.device)
-        return train_one_epoch(net, optimizer, source, bench.batch_size, generator, bench.compute, NUM_CLASSES, f"benchmark {strategy_name}")[2]
+        return train_one_epoch(
+            net,
+            optimizer,
+            source,
+            bench.batch_size,
+            generator,
+            bench.compute,
+            NUM_CLASSES,
+            f"benchmark {strategy_name}",
+        )[2]
 
     run(subset(batches, WARMUP_STEPS * bench.batch_size), epoch=0)
     return lambda: run(batches, epoch=1)
@@ -377,7 +435,16 @@ def cached_shallow_contenders(bench: Bench) -> tuple[Contender, Contender]:
     def epoch() -> int:
         """One shallow epoch on the cached features; returns images seen."""
         generator = epoch_generator(bench.seed, 1, bench.compute.device)
-        return train_one_epoch(net, optimizer, features, bench.batch_size, generator, bench.compute, NUM_CLASSES, "benchmark shallow, cached")[2]
+        return train_one_epoch(
+            net,
+            optimizer,
+            features,
+            bench.batch_size,
+            generator,
+            bench.compute,
+            NUM_CLASSES,
+            "benchmark shallow, cached",
+        )[2]
 
     epoch()  # warm-up: the optimizer's state and the head's kernels
     return cache, epoch
@@ -414,13 +481,21 @@ def run_command(command: list[str], project: Path) -> None:
     """Run a stage command in project; RuntimeError with its output's tail if it fails."""
     result = subprocess.run(command, cwd=project, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[1:])} failed ({result.returncode}): {(result.stdout + result.stderr)[-LOG_TAIL_CHARS:]}")
+        raise RuntimeError(
+            f"{' '.join(command[1:])} failed ({result.returncode}): {(result.stdout + result.stderr)[-LOG_TAIL_CHARS:]}"
+        )
 
 
 def child_peak_rss_mb(command: list[str], project: Path) -> float:
     """Run command in project through RSS_LAUNCHER and return the command's own peak RSS in MiB."""
     log_path = project / "stage.log"
-    launched = subprocess.run([sys.executable, "-c", RSS_LAUNCHER, str(log_path), *command], cwd=project, capture_output=True, text=True, check=True)
+    launched = subprocess.run(
+        [sys.executable, "-c", RSS_LAUNCHER, str(log_path), *command],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     max_rss, exit_code = map(int, launched.stdout.split())
     if exit_code != 0:
         raise RuntimeError(f"{' '.join(command[1:])} failed ({exit_code}): {log_path.read_text()[-LOG_TAIL_CHARS:]}")
@@ -429,7 +504,7 @@ def child_peak_rss_mb(command: list[str], project: Path) -> float:
 
 
 def peak_rss_mb(strategy: str, device: str) -> tuple[float, float]:
-    """(peak RSS MiB, seconds) of `python -m stages.train strategy`, after download, prepare and weights in a temp copy."""
+    """(peak RSS MiB, seconds) of `python -m stages.train strategy` in a temp copy, after download, prepare, weights."""
     with tempfile.TemporaryDirectory(prefix="benchmark-rss-") as temp:
         project = Path(temp)
         shutil.copytree(PROJECT_ROOT / "stages", project / "stages", ignore=shutil.ignore_patterns("__pycache__"))
@@ -474,23 +549,45 @@ def spread(timing: Timing) -> str:
     return f"{min(timing.seconds):.3f}-{max(timing.seconds):.3f} s over {len(timing.seconds)}"
 
 
-def measurement_rows(timings: dict[str, Timing], loader_names: list[str], epochs: int) -> list[tuple[str, float, str, str]]:
+def measurement_rows(
+    timings: dict[str, Timing], loader_names: list[str], epochs: int
+) -> list[tuple[str, float, str, str]]:
     """(name, value, unit, note) of every raw measurement."""
     rows = [
         ("bare PyTorch loop (model step alone)", timings["bare"].images_per_second, "img/s", spread(timings["bare"])),
         ("train_one_epoch scratch, augmented", timings[SCRATCH].images_per_second, "img/s", spread(timings[SCRATCH])),
-        ("data path alone (ImageBatches.inputs)", timings["data path"].images_per_second, "img/s", spread(timings["data path"])),
+        (
+            "data path alone (ImageBatches.inputs)",
+            timings["data path"].images_per_second,
+            "img/s",
+            spread(timings["data path"]),
+        ),
         ("scratch epoch", timings[SCRATCH].best, "s", ""),
         ("shallow epoch, augmented", timings[SHALLOW].best, "s", spread(timings[SHALLOW])),
         ("feature caching (training_batches)", timings["cache"].best, "s", spread(timings["cache"])),
         ("shallow epoch on cached features", timings["cached epoch"].best, "s", spread(timings["cached epoch"])),
-        ("cached shallow, amortised", (timings["cache"].best + epochs * timings["cached epoch"].best) / epochs, "s", f"(cache + {epochs} epochs) / {epochs}"),
+        (
+            "cached shallow, amortised",
+            (timings["cache"].best + epochs * timings["cached epoch"].best) / epochs,
+            "s",
+            f"(cache + {epochs} epochs) / {epochs}",
+        ),
     ]
-    rows += [(f"torchvision DataLoader, {name}", timings[name].images_per_second, "img/s", f"{spread(timings[name])}; workers start each epoch") for name in loader_names]
+    rows += [
+        (
+            f"torchvision DataLoader, {name}",
+            timings[name].images_per_second,
+            "img/s",
+            f"{spread(timings[name])}; workers start each epoch",
+        )
+        for name in loader_names
+    ]
     return rows
 
 
-def print_table(rows: list[tuple[str, float, str, str]], results: dict[str, float | None], notes: dict[str, str]) -> None:
+def print_table(
+    rows: list[tuple[str, float, str, str]], results: dict[str, float | None], notes: dict[str, str]
+) -> None:
     """Measurements, then each ratio with its target and verdict."""
     print(f"\n{'measurement':<44} {'value':>12}  {'unit':<6} note")
     for name, value, unit, note in rows:
@@ -509,15 +606,51 @@ def print_table(rows: list[tuple[str, float, str, str]], results: dict[str, floa
 
 def parse_args(params: Params) -> argparse.Namespace:
     """Flags; defaults from params.yaml."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--images", type=int, default=DEFAULT_IMAGES, help=f"images per timed epoch (default {DEFAULT_IMAGES})")
-    parser.add_argument("--batch-size", type=int, default=params.strategy.batch_size, help="images per step (default: params strategy.batch_size)")
-    parser.add_argument("--device", default=params.compute.device, choices=DEVICES, help="auto, cpu, cuda or mps (default: params compute.device)")
-    parser.add_argument("--precision", default=params.compute.precision, choices=PRECISIONS, help="auto, fp32 or bf16 (default: params compute.precision)")
-    parser.add_argument("--workers", type=int, nargs="+", default=list(DEFAULT_WORKERS), help="DataLoader num_workers to try (default 0 1 2)")
-    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help=f"timed repeats per contender, fastest counts (default {DEFAULT_REPEATS})")
-    parser.add_argument("--skip-rss", action="store_true", help="skip the peak-memory run of the train stage (peak_rss_mb: null)")
-    parser.add_argument("--rss-strategy", default=DEFAULT_RSS_STRATEGY, help=f"strategy whose train stage is measured (default {DEFAULT_RSS_STRATEGY}; shallow is ~40 s quicker)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    parser.add_argument(
+        "--images", type=int, default=DEFAULT_IMAGES, help=f"images per timed epoch (default {DEFAULT_IMAGES})"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=params.strategy.batch_size,
+        help="images per step (default: params strategy.batch_size)",
+    )
+    parser.add_argument(
+        "--device",
+        default=params.compute.device,
+        choices=DEVICES,
+        help="auto, cpu, cuda or mps (default: params compute.device)",
+    )
+    parser.add_argument(
+        "--precision",
+        default=params.compute.precision,
+        choices=PRECISIONS,
+        help="auto, fp32 or bf16 (default: params compute.precision)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_WORKERS),
+        help="DataLoader num_workers to try (default 0 1 2)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=DEFAULT_REPEATS,
+        help=f"timed repeats per contender, fastest counts (default {DEFAULT_REPEATS})",
+    )
+    parser.add_argument(
+        "--skip-rss", action="store_true", help="skip the peak-memory run of the train stage (peak_rss_mb: null)"
+    )
+    parser.add_argument(
+        "--rss-strategy",
+        default=DEFAULT_RSS_STRATEGY,
+        help=f"strategy whose train stage is measured (default {DEFAULT_RSS_STRATEGY}; shallow is ~40 s quicker)",
+    )
     args = parser.parse_args()
     if args.batch_size < 1 or args.images < args.batch_size or args.repeats < 1 or min(args.workers) < 0:
         parser.error("need --batch-size >= 1, --images >= --batch-size, --repeats >= 1 and --workers >= 0")
@@ -533,15 +666,34 @@ def main() -> None:
     torch.manual_seed(params.strategy.seeds[0])
     with tempfile.TemporaryDirectory(prefix="benchmark-weights-") as temp:
         bench = make_bench(args, params, Path(temp) / "resnet18.pth")
-        print(f"benchmark: {args.images} images, batch {bench.batch_size}, on {bench.compute.describe()}, torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+        print(
+            f"benchmark: {args.images} images, batch {bench.batch_size}, on {bench.compute.describe()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+            flush=True,
+        )
         loader_names = [f"num_workers={workers}" for workers in args.workers]
         with stage_settings():  # set-up and warm-up of the project's contenders
             cache, cached_epoch = cached_shallow_contenders(bench)
-            project = {SCRATCH: epoch_contender(bench, SCRATCH), "data path": data_path_contender(bench), SHALLOW: epoch_contender(bench, SHALLOW)}
+            project = {
+                SCRATCH: epoch_contender(bench, SCRATCH),
+                "data path": data_path_contender(bench),
+                SHALLOW: epoch_contender(bench, SHALLOW),
+            }
         project |= {"cache": cache, "cached epoch": cached_epoch}
-        baselines = {"bare": bare_contender(bench), **{name: loader_contender(bench, workers) for name, workers in zip(loader_names, args.workers)}}
+        baselines = {
+            "bare": bare_contender(bench),
+            **{name: loader_contender(bench, workers) for name, workers in zip(loader_names, args.workers)},
+        }
         contenders = baselines | {name: in_stage_settings(contender) for name, contender in project.items()}
-        order = ["bare", SCRATCH, "data path", SHALLOW, "cache", "cached epoch", *loader_names]  # bare beside scratch: least drift between them
+        order = [
+            "bare",
+            SCRATCH,
+            "data path",
+            SHALLOW,
+            "cache",
+            "cached epoch",
+            *loader_names,
+        ]  # bare beside scratch: least drift between them
         contenders = {name: contenders[name] for name in order}
         timings = measure(contenders, args.repeats, bench.compute.device)
     epochs = params.strategy_named(SHALLOW).training.epochs
@@ -550,13 +702,20 @@ def main() -> None:
     results["peak_rss_mb"] = rss
     best_loader = max(loader_names, key=lambda name: timings[name].images_per_second)
     notes = {
-        "cached_shallow_vs_scratch_epoch": f"includes feature caching, amortised over {epochs} epochs (shallow's strategy.epochs)",
+        "cached_shallow_vs_scratch_epoch": (
+            f"includes feature caching, amortised over {epochs} epochs (shallow's strategy.epochs)"
+        ),
         "pipeline_vs_torchvision_loader": f"best baseline: {best_loader}",
-        "peak_rss_mb": "skipped (--skip-rss)" if rss is None else f"train@{args.rss_strategy}, {RSS_EPOCHS} epoch, default data sizes, {rss_seconds:.0f} s",
+        "peak_rss_mb": "skipped (--skip-rss)"
+        if rss is None
+        else f"train@{args.rss_strategy}, {RSS_EPOCHS} epoch, default data sizes, {rss_seconds:.0f} s",
     }
     print_table(measurement_rows(timings, loader_names, epochs), results, notes)
     wall = time.perf_counter() - started
-    print(f"\nwall time {wall:.1f} s; 1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after (on {os.cpu_count()} CPUs)")
+    print(
+        f"\nwall time {wall:.1f} s; 1-min load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after (on {os.cpu_count()} CPUs)"
+    )
     summary = {name: None if value is None else round(value, DECIMALS) for name, value in results.items()}
     summary |= {
         "device": str(bench.compute.device),

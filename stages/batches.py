@@ -72,17 +72,24 @@ def frozen_output(net: StrategyNet, inputs: torch.Tensor) -> torch.Tensor:
 def cache_features(net: StrategyNet, images: ImageBatches, batch_size: int) -> FeatureBatches:
     """Run every image once through the frozen prefix (eval mode, no augmentation) and keep the output."""
     with evaluating(net), torch.inference_mode(), images.compute.autocast():
-        parts = [frozen_output(net, images.inputs(indices)) for indices in ordered_batches(len(images), batch_size, images.labels.device)]
+        parts = [
+            frozen_output(net, images.inputs(indices))
+            for indices in ordered_batches(len(images), batch_size, images.labels.device)
+        ]
     # Out of inference mode, so that autograd may later use the features as plain inputs.
     return FeatureBatches(torch.cat(parts).clone(), images.labels)
 
 
-def training_batches(net: StrategyNet, images: ImageBatches, augment_images: bool, batch_size: int) -> ImageBatches | FeatureBatches:
-    """The cheapest correct source of training logits: cached features when nothing random precedes the trainable blocks."""
+def training_batches(
+    net: StrategyNet, images: ImageBatches, augment_images: bool, batch_size: int
+) -> ImageBatches | FeatureBatches:
+    """The cheapest correct source of training logits: cached features when nothing random precedes training."""
     if augment_images or not net.frozen_blocks:
         return images
     needed = feature_cache_bytes(net, images)
     if needed > MAX_FEATURE_CACHE_BYTES:
-        print(f"frozen features would need {needed / 1024**3:.1f} GiB; recomputing them every epoch instead", flush=True)
+        print(
+            f"frozen features would need {needed / 1024**3:.1f} GiB; recomputing them every epoch instead", flush=True
+        )
         return images
     return cache_features(net, images, batch_size)

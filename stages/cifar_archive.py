@@ -118,12 +118,15 @@ def _label_names(path: Path, member: str, meta: dict, key: str, expected: int) -
 def _split(path: Path, member: str, content: dict) -> CifarSplit:
     data = _require_key(path, member, content, "data")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _ROW_LENGTH:
-        description = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        description = (
+            f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        )
         raise UserError(f"{path}: member {member}: 'data' is {description}, expected uint8 of shape (N, {_ROW_LENGTH})")
     count = data.shape[0]
     fine_labels = _labels(path, member, content, "fine_labels", count, NUM_CLASSES)
     coarse_labels = _labels(path, member, content, "coarse_labels", count, NUM_COARSE_CLASSES)
-    # rows are CHW (1024 red, 1024 green, 1024 blue, each row-major 32x32): (N, 3072) -> (N, 3, 32, 32) -> (N, 32, 32, 3)
+    # rows are CHW (1024 red, 1024 green, 1024 blue, each row-major 32x32):
+    # (N, 3072) -> (N, 3, 32, 32) -> (N, 32, 32, 3)
     images = data.reshape(count, _IMAGE_CHANNELS, _IMAGE_HEIGHT, _IMAGE_WIDTH).transpose(0, 2, 3, 1)
     return CifarSplit(np.ascontiguousarray(images), fine_labels, coarse_labels)
 
@@ -141,7 +144,8 @@ def _labels(path: Path, member: str, content: dict, key: str, count: int, num_cl
     labels = labels.astype(np.int64)
     if count and (labels.min() < 0 or labels.max() >= num_classes):
         raise UserError(
-            f"{path}: member {member}: '{key}' ranges over [{labels.min()}, {labels.max()}], expected [0, {num_classes - 1}]"
+            f"{path}: member {member}: '{key}' ranges over [{labels.min()}, {labels.max()}], "
+            f"expected [0, {num_classes - 1}]"
         )
     return labels
 
@@ -230,7 +234,13 @@ class _Py2Pickler(pickle._Pickler):
         self.save((_NDARRAY, (0,), "b"))
         self.write(pickle.REDUCE)
         self.memoize(array)
-        state = (1, tuple(int(size) for size in array.shape), array.dtype, False, _Py2RawBytes(np.ascontiguousarray(array)))
+        state = (
+            1,
+            tuple(int(size) for size in array.shape),
+            array.dtype,
+            False,
+            _Py2RawBytes(np.ascontiguousarray(array)),
+        )
         self.save(state)
         self.write(pickle.BUILD)
 
@@ -289,7 +299,9 @@ def _render_rows(labels: np.ndarray, patterns: _ClassPatterns, rng: np.random.Ge
         cos = np.cos(patterns.angle[chunk])[:, None, None]  # (n, 1, 1)
         sin = np.sin(patterns.angle[chunk])[:, None, None]
         along = (x + shift[:, 0, None, None]) * cos + (y + shift[:, 1, None, None]) * sin  # (n, 32, 32) pixels
-        wave = 0.5 + 0.5 * np.sin(2 * np.pi * patterns.frequency[chunk, None, None] * along + patterns.phase[chunk, None, None])
+        wave = 0.5 + 0.5 * np.sin(
+            2 * np.pi * patterns.frequency[chunk, None, None] * along + patterns.phase[chunk, None, None]
+        )
         colour_a = patterns.colour_a[chunk][:, :, None, None]  # (n, 3, 1, 1)
         colour_b = patterns.colour_b[chunk][:, :, None, None]
         images = colour_a + (colour_b - colour_a) * wave[:, None]  # (n, 3, 32, 32)
@@ -300,7 +312,9 @@ def _render_rows(labels: np.ndarray, patterns: _ClassPatterns, rng: np.random.Ge
     return rows
 
 
-def _synthetic_split(size: int, first_index: int, batch_label: str, patterns: _ClassPatterns, rng: np.random.Generator) -> dict:
+def _synthetic_split(
+    size: int, first_index: int, batch_label: str, patterns: _ClassPatterns, rng: np.random.Generator
+) -> dict:
     """One split's pickle content, keys in the real archive's order."""
     fine_labels = rng.permutation(np.arange(size, dtype=np.int64) % NUM_CLASSES)  # balanced, shuffled
     coarse_labels = fine_labels // _FINE_PER_COARSE
@@ -324,7 +338,9 @@ def write_synthetic_archive(path: Path, *, train_size: int, test_size: int, seed
     """Write a synthetic cifar-100-python.tar.gz in the real format, byte-identical for the same arguments."""
     if train_size < 0 or test_size < 0:
         raise ValueError(f"split sizes must be >= 0, got train_size={train_size}, test_size={test_size}")
-    patterns_rng, train_rng, test_rng = (np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(3))
+    patterns_rng, train_rng, test_rng = (
+        np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(3)
+    )
     patterns = _class_patterns(patterns_rng)  # shared by both splits: test images come from the train classes
     meta = {
         "fine_label_names": [f"class_{label:03d}" for label in range(NUM_CLASSES)],
@@ -333,7 +349,9 @@ def write_synthetic_archive(path: Path, *, train_size: int, test_size: int, seed
     with atomic_path(Path(path)) as temp_path:
         with open(temp_path, "wb") as raw_file:
             # GzipFile by hand: tarfile's "w:gz" would stamp the temp file's name and the time into the header
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw_file, mtime=0, compresslevel=_GZIP_LEVEL) as gzip_file:
+            with gzip.GzipFile(
+                filename="", mode="wb", fileobj=raw_file, mtime=0, compresslevel=_GZIP_LEVEL
+            ) as gzip_file:
                 with tarfile.open(fileobj=gzip_file, mode="w", format=tarfile.GNU_FORMAT) as tar:
                     tar.addfile(_tar_info(ARCHIVE_DIR, tarfile.DIRTYPE, 0o755, 0))
                     _add_member(tar, META_MEMBER, _py2_pickle(meta))

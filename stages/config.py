@@ -179,11 +179,14 @@ def _parse_train_layers(value: object, key_path: str) -> tuple[str, ...]:
     if value == ALL_BLOCKS:
         return BACKBONE_BLOCKS
     if not isinstance(value, list) or not all(isinstance(block, str) for block in value):
-        raise UserError(f"{key_path} = {value!r} is invalid: use 'all' or a list of block names from {', '.join(BACKBONE_BLOCKS)}")
+        raise UserError(
+            f"{key_path} = {value!r} is invalid: use 'all' or a list of block names from {', '.join(BACKBONE_BLOCKS)}"
+        )
     for block in value:
         if block not in BACKBONE_BLOCKS:
             raise UserError(
-                f"{key_path} names unknown block {block!r}; valid: {', '.join(BACKBONE_BLOCKS)}{_did_you_mean(block, BACKBONE_BLOCKS)}"
+                f"{key_path} names unknown block {block!r}; valid: {', '.join(BACKBONE_BLOCKS)}"
+                f"{_did_you_mean(block, BACKBONE_BLOCKS)}"
             )
     suffix = BACKBONE_BLOCKS[len(BACKBONE_BLOCKS) - len(value) :] if value else ()
     if sorted(value, key=BACKBONE_BLOCKS.index) != list(suffix) or len(set(value)) != len(value):
@@ -206,7 +209,9 @@ def _validate_common(params: Params) -> None:
     if data.image_size < MIN_IMAGE_SIZE:
         raise UserError(f"data.image_size = {data.image_size} is invalid: use {MIN_IMAGE_SIZE} or more (pixels)")
     if data.augment.crop_padding < 0:
-        raise UserError(f"data.augment.crop_padding = {data.augment.crop_padding} is invalid: use 0 (off) or more pixels")
+        raise UserError(
+            f"data.augment.crop_padding = {data.augment.crop_padding} is invalid: use 0 (off) or more pixels"
+        )
     _require_positive(data.synthetic.train_size, "data.synthetic.train_size")
     _require_positive(data.synthetic.test_size, "data.synthetic.test_size")
     if not params.model.weights:
@@ -248,7 +253,10 @@ def _validate_seeds(seeds: tuple[int, ...], key_path: str) -> None:
         _require_seed(seed, f"{key_path}[{index}]")
     repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
     if repeated:
-        raise UserError(f"{key_path} = {list(seeds)} repeats {repeated[0]}: each seed would train the same run twice; list distinct seeds")
+        raise UserError(
+            f"{key_path} = {list(seeds)} repeats {repeated[0]}: each seed would train the same run twice; "
+            "list distinct seeds"
+        )
 
 
 def _build(cls: type, raw: object, key_path: str):
@@ -336,4 +344,6 @@ def _require_seed(seed: int, key_path: str) -> None:
 def _require_choice(value: str, choices: tuple[str, ...], key_path: str) -> None:
     """UserError unless value is one of choices, listing them."""
     if value not in choices:
-        raise UserError(f"{key_path} = {value!r} is invalid; valid: {', '.join(choices)}{_did_you_mean(value, choices)}")
+        raise UserError(
+            f"{key_path} = {value!r} is invalid; valid: {', '.join(choices)}{_did_you_mean(value, choices)}"
+        )

@@ -129,7 +129,9 @@ def normalize(images: torch.Tensor, image_size: int) -> torch.Tensor:
     """
     pixels = images.float()  # a new tensor: the in-place ops below never touch the caller's
     if image_size != pixels.shape[-1]:
-        pixels = F.interpolate(pixels, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=False)
+        pixels = F.interpolate(
+            pixels, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=False
+        )
     mean = torch.tensor(IMAGENET_MEAN, device=pixels.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=pixels.device).view(1, 3, 1, 1)
     return pixels.mul_(1.0 / (255.0 * std)).sub_(mean / std)

@@ -85,4 +85,6 @@ def make_deterministic() -> None:
 def resolve_compute(compute: ComputeConfig, local_rank: int = 0) -> Compute:
     """The Compute that compute.* params name on this machine, for the process with this local rank."""
     device = resolve_device(compute.device, local_rank)
-    return Compute(device=device, amp_dtype=resolve_precision(compute.precision, device), channels_last=compute.channels_last)
+    return Compute(
+        device=device, amp_dtype=resolve_precision(compute.precision, device), channels_last=compute.channels_last
+    )

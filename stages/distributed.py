@@ -35,12 +35,23 @@ class Ranks:
 
 def ranks_from_torchrun() -> Ranks:
     """The ranks torchrun put in the environment; a single process without it."""
-    return Ranks(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+    return Ranks(
+        int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    )
 
 
 def relaunch_under_torchrun(nproc: int, arguments: list[str]) -> None:
     """Replace this process by torchrun starting nproc copies of `python -m stages.train <arguments>` here."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "stages.train", *arguments]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "stages.train",
+        *arguments,
+    ]
     sys.stdout.flush()
     os.execv(sys.executable, command)
 
@@ -48,7 +59,10 @@ def relaunch_under_torchrun(nproc: int, arguments: list[str]) -> None:
 def check_world_size(ranks: Ranks, nproc: int) -> None:
     """compute.nproc must say how many processes really run, since it is part of the result's config."""
     if ranks.world_size != nproc:
-        raise UserError(f"compute.nproc = {nproc} but {ranks.world_size} processes were started; set -S compute.nproc={ranks.world_size}")
+        raise UserError(
+            f"compute.nproc = {nproc} but {ranks.world_size} processes were started; "
+            f"set -S compute.nproc={ranks.world_size}"
+        )
 
 
 def start_processes(ranks: Ranks, device: torch.device) -> None:

@@ -26,7 +26,9 @@ def copy_local_archive(source: Path, checksum: Checksum, destination: Path) -> N
     try:
         verify_checksum(source, checksum)
     except UserError as error:
-        raise UserError(f"{error}; use the official archive, or set data.md5 to this file's MD5 if it is meant to differ") from None
+        raise UserError(
+            f"{error}; use the official archive, or set data.md5 to this file's MD5 if it is meant to differ"
+        ) from None
     with atomic_path(destination) as temp_path:
         shutil.copyfile(source, temp_path)
 
@@ -34,7 +36,12 @@ def copy_local_archive(source: Path, checksum: Checksum, destination: Path) -> N
 def obtain_archive(data: DataConfig, destination: Path) -> None:
     """Write the archive data.source names to destination."""
     if data.is_synthetic:
-        write_synthetic_archive(destination, train_size=data.synthetic.train_size, test_size=data.synthetic.test_size, seed=data.synthetic.seed)
+        write_synthetic_archive(
+            destination,
+            train_size=data.synthetic.train_size,
+            test_size=data.synthetic.test_size,
+            seed=data.synthetic.seed,
+        )
     elif data.is_url:
         fetch(data.source, destination, checksum=Checksum("md5", data.md5.lower()), offline_hint=OFFLINE_HINT)
     else:

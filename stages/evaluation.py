@@ -41,7 +41,9 @@ class TopKAccuracy:
     def __init__(self, num_classes: int, device: torch.device, ks: tuple[int, ...] = (1, 5)):
         # validate_args=False: the checks read values back from the device on every update.
         self.metrics = [
-            MulticlassAccuracy(num_classes=num_classes, top_k=min(k, num_classes), average="micro", validate_args=False).to(device)
+            MulticlassAccuracy(
+                num_classes=num_classes, top_k=min(k, num_classes), average="micro", validate_args=False
+            ).to(device)
             for k in ks
         ]
 
@@ -57,7 +59,12 @@ class TopKAccuracy:
 
 
 def evaluate(
-    net: StrategyNet, batches: ImageBatches | FeatureBatches, batch_size: int, num_classes: int, compute: Compute, ranks: Ranks = Ranks()
+    net: StrategyNet,
+    batches: ImageBatches | FeatureBatches,
+    batch_size: int,
+    num_classes: int,
+    compute: Compute,
+    ranks: Ranks = Ranks(),
 ) -> Scores:
     """Scores of net over every item of batches, in eval mode, without augmentation; each rank scores its share."""
     device = batches.labels.device

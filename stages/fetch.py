@@ -109,7 +109,9 @@ def fetch(
             raise UserError(f"cannot write {part_path}: {error.strerror or error}") from None
         if attempt_index + 1 < attempts:
             delay = backoff_seconds * 2**attempt_index
-            print(f"retrying {url} in {delay:.1f} s (attempt {attempt_index + 2}/{attempts}): {reason}", file=sys.stderr)
+            print(
+                f"retrying {url} in {delay:.1f} s (attempt {attempt_index + 2}/{attempts}): {reason}", file=sys.stderr
+            )
             time.sleep(delay)
     else:
         if not reached_server:
@@ -146,9 +148,10 @@ def _download_once(url: str, part_path: Path, label: str, timeout_seconds: float
         response = _open(url, offset, timeout_seconds)
     with response:
         offset, total = _resume_point(response, offset, part_path)
-        with open(part_path, "ab" if offset else "wb") as part_file, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, desc=label, disable=None
-        ) as progress:
+        with (
+            open(part_path, "ab" if offset else "wb") as part_file,
+            tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=label, disable=None) as progress,
+        ):
             _copy_body(response, part_file, progress)
     received = part_path.stat().st_size
     if total is not None and received < total:
@@ -213,7 +216,9 @@ def _copy_body(response: http.client.HTTPResponse, part_file: BinaryIO, progress
 def _check_algorithm(algorithm: str) -> None:
     """Raise UserError unless algorithm is one we support."""
     if algorithm not in SUPPORTED_ALGORITHMS:
-        raise UserError(f"checksum algorithm {algorithm!r} is not supported; use one of {', '.join(SUPPORTED_ALGORITHMS)}")
+        raise UserError(
+            f"checksum algorithm {algorithm!r} is not supported; use one of {', '.join(SUPPORTED_ALGORITHMS)}"
+        )
 
 
 def _describe(error: BaseException | str) -> str:

@@ -29,7 +29,13 @@ def build_head(head: HeadConfig, num_classes: int) -> nn.Module:
 def backbone_blocks(resnet: ResNet) -> dict[str, nn.Module]:
     """The backbone's blocks by name, in forward order (names as in config.BACKBONE_BLOCKS)."""
     stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
-    blocks = {"stem": stem, "layer1": resnet.layer1, "layer2": resnet.layer2, "layer3": resnet.layer3, "layer4": resnet.layer4}
+    blocks = {
+        "stem": stem,
+        "layer1": resnet.layer1,
+        "layer2": resnet.layer2,
+        "layer3": resnet.layer3,
+        "layer4": resnet.layer4,
+    }
     assert tuple(blocks) == BACKBONE_BLOCKS
     return blocks
 
@@ -122,9 +128,14 @@ def load_backbone_state(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path} is not a torchvision ResNet18 state_dict (its keys differ from resnet18's)")
     for key, tensor in expected.items():
         if not isinstance(state[key], torch.Tensor):
-            raise UserError(f"{path} is not a ResNet18 state_dict: {key} is a {type(state[key]).__name__}, not a tensor")
+            raise UserError(
+                f"{path} is not a ResNet18 state_dict: {key} is a {type(state[key]).__name__}, not a tensor"
+            )
         if state[key].shape != tensor.shape:
-            raise UserError(f"{path} is not a ResNet18 state_dict: {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}")
+            raise UserError(
+                f"{path} is not a ResNet18 state_dict: {key} has shape {tuple(state[key].shape)}, "
+                f"expected {tuple(tensor.shape)}"
+            )
     return state
 
 

@@ -20,9 +20,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from matplotlib.colors import PowerNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
 
 from stages import paths  # noqa: E402
 from stages.aggregate import SPREAD_SUFFIXES  # noqa: E402
@@ -43,7 +43,13 @@ EPOCH_FIGURES = {
 TEST_FIGURE = "test_accuracy"
 # metrics.json key -> bar label, for final_scores.json and the test accuracy figure.
 TEST_ACCURACIES = {"test_top1": "top-1", "test_top1_coarse": "top-1 superclass", "test_top5": "top-5"}
-TABLE_SCORES = ("test_top1", "test_top1_coarse", "test_top5", "test_loss", "best_val_top1")  # the report's mean ± std columns
+TABLE_SCORES = (
+    "test_top1",
+    "test_top1_coarse",
+    "test_top5",
+    "test_loss",
+    "best_val_top1",
+)  # the report's mean ± std columns
 TOP_CONFUSED_PAIRS = 10  # rows of each strategy's most-confused table in the report
 
 
@@ -98,7 +104,9 @@ def require_keys(row: dict, keys: list[str], path: Path) -> None:
     """UserError naming the first key row lacks: results written by an older train stage."""
     for key in keys:
         if key not in row:
-            raise UserError(f"{path} has no {key!r}; it predates this plots stage: rerun the train stages with dvc repro")
+            raise UserError(
+                f"{path} has no {key!r}; it predates this plots stage: rerun the train stages with dvc repro"
+            )
 
 
 def load_result(strategy: StrategyConfig) -> StrategyResult:
@@ -116,7 +124,9 @@ def load_result(strategy: StrategyConfig) -> StrategyResult:
     for row in result.history:
         require_keys(row, band_columns, paths.history_path(name))
     scores = [*TEST_ACCURACIES, *TABLE_SCORES, "best_epoch"]
-    require_keys(result.metrics, [*scores, *(f"{key}_std" for key in scores), "trainable_params"], paths.metrics_path(name))
+    require_keys(
+        result.metrics, [*scores, *(f"{key}_std" for key in scores), "trainable_params"], paths.metrics_path(name)
+    )
     require_keys(result.confusion, ["class_names", "fine_to_coarse", "counts", "seeds"], paths.confusion_path(name))
     require_keys(result.timing, ["seconds_per_seed", "device"], paths.timing_path(name))
     require_keys(result.provenance, ["model_seed", "versions", "device"], paths.provenance_path(name))
@@ -185,7 +195,8 @@ def mean_std(metrics: dict, key: str, digits: int) -> str:
 def summary_table(results: list[StrategyResult]) -> str:
     """Markdown table of each strategy's final scores (mean ± std over seeds) and cost."""
     lines = [
-        "| strategy | pretrained | trains | test top-1 | test top-1 superclass | test top-5 | test loss | best val top-1 "
+        "| strategy | pretrained | trains | test top-1 | test top-1 superclass | test top-5 | test loss "
+        "| best val top-1 "
         "| best epoch | trainable params | minutes per seed | seeds |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -193,7 +204,8 @@ def summary_table(results: list[StrategyResult]) -> str:
         metrics, strategy = result.metrics, result.strategy
         scores = [mean_std(metrics, key, 4) for key in TABLE_SCORES]
         lines.append(
-            f"| {strategy.name} | {'yes' if strategy.pretrained else 'no'} | {describe_training(strategy)} | {' | '.join(scores)} "
+            f"| {strategy.name} | {'yes' if strategy.pretrained else 'no'} | {describe_training(strategy)} "
+            f"| {' | '.join(scores)} "
             f"| {mean_std(metrics, 'best_epoch', 1)} | {metrics['trainable_params']:,} "
             f"| {result.timing['seconds_per_seed'] / 60:.1f} | {len(result.confusion['seeds'])} |"
         )
@@ -243,13 +255,15 @@ def confusion_section(results: list[StrategyResult]) -> str:
     """Per strategy: the heatmap and the most-confused class pairs."""
     section = (
         "## Test-set confusion\n\nRows are the actual class, columns the prediction, counts summed over seeds and each "
-        "row scaled to sum to 1 (colour on a square-root scale, so small mistakes show); classes are grouped by superclass.\n"
+        "row scaled to sum to 1 (colour on a square-root scale, so small mistakes show); "
+        "classes are grouped by superclass.\n"
     )
     for result in results:
         name = result.strategy.name
         section += (
             f"\n### {name}\n\n{image_link(confusion_figure_path(name), f'Confusion matrix of {name}')}\n"
-            f"The {TOP_CONFUSED_PAIRS} most-confused class pairs:\n\n{confused_pairs_table(most_confused_pairs(result.confusion))}"
+            f"The {TOP_CONFUSED_PAIRS} most-confused class pairs:\n\n"
+            f"{confused_pairs_table(most_confused_pairs(result.confusion))}"
         )
     return section
 
@@ -303,7 +317,9 @@ def draw_test_figure(results: list[StrategyResult]) -> plt.Figure:
         axes.bar_label(bars, fmt="%.3f", fontsize=7)
     axes.set_xticks(list(range(len(names))), names)
     # Headroom above 1 for the legend, so it never covers a bar.
-    axes.set(title="Test accuracy of the best-validation weights (mean ± std over seeds)", ylabel="accuracy", ylim=(0, 1.2))
+    axes.set(
+        title="Test accuracy of the best-validation weights (mean ± std over seeds)", ylabel="accuracy", ylim=(0, 1.2)
+    )
     axes.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     axes.legend(loc="upper left", ncols=len(TEST_ACCURACIES))
     return figure
@@ -328,7 +344,9 @@ def draw_confusion_figure(name: str, confusion: dict) -> plt.Figure:
     axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=5)
     axes.set_yticks(range(len(labels)), labels, fontsize=5)
     # Lines between superclasses: confusion inside a block is between related classes.
-    for boundary in [i + 0.5 for i in range(len(order) - 1) if fine_to_coarse[order[i]] != fine_to_coarse[order[i + 1]]]:
+    for boundary in [
+        i + 0.5 for i in range(len(order) - 1) if fine_to_coarse[order[i]] != fine_to_coarse[order[i + 1]]
+    ]:
         axes.axhline(boundary, color="grey", linewidth=0.3)
         axes.axvline(boundary, color="grey", linewidth=0.3)
     axes.set(title=f"Test confusion of {name} (row-normalised, all seeds)", xlabel="predicted", ylabel="actual")
@@ -350,7 +368,9 @@ def draw_figures(results: list[StrategyResult]) -> None:
         save_figure(draw_epoch_figure(results, column, title, y_label), figure_path(stem))
     save_figure(draw_test_figure(results), figure_path(TEST_FIGURE))
     for result in results:
-        save_figure(draw_confusion_figure(result.strategy.name, result.confusion), confusion_figure_path(result.strategy.name))
+        save_figure(
+            draw_confusion_figure(result.strategy.name, result.confusion), confusion_figure_path(result.strategy.name)
+        )
 
 
 def main() -> None:

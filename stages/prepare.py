@@ -19,7 +19,10 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.n
     the largest remainders (ties to the lower class index), so the total is exactly val_size.
     """
     if not 0 < val_size < len(labels):
-        raise UserError(f"data.val_size = {val_size} is invalid: use 1 to {len(labels) - 1} (the training set has {len(labels)} images)")
+        raise UserError(
+            f"data.val_size = {val_size} is invalid: use 1 to {len(labels) - 1} "
+            f"(the training set has {len(labels)} images)"
+        )
     classes, counts = np.unique(labels, return_counts=True)
     exact_quota = val_size * counts / len(labels)
     quota = np.floor(exact_quota).astype(np.int64)
@@ -58,7 +61,9 @@ def main() -> None:
     train, test = archive.train, archive.test
     train_indices, val_indices = stratified_split(train.fine_labels, params.data.val_size, params.data.split_seed)
     superclasses = fine_to_coarse(
-        np.concatenate([train.fine_labels, test.fine_labels]), np.concatenate([train.coarse_labels, test.coarse_labels]), len(archive.fine_label_names)
+        np.concatenate([train.fine_labels, test.fine_labels]),
+        np.concatenate([train.coarse_labels, test.coarse_labels]),
+        len(archive.fine_label_names),
     )
     with atomic_path(paths.PREPARED_PATH) as temp_path, open(temp_path, "wb") as file:
         # np.savez on an open file: given a path it would append its own ".npz" to the temporary name.
@@ -74,7 +79,10 @@ def main() -> None:
             fine_to_coarse=superclasses,
             coarse_class_names=np.array(archive.coarse_label_names),
         )
-    print(f"prepare: {len(train_indices)} train, {len(val_indices)} validation, {len(test.fine_labels)} test images -> {paths.PREPARED_PATH}")
+    print(
+        f"prepare: {len(train_indices)} train, {len(val_indices)} validation, {len(test.fine_labels)} test images "
+        f"-> {paths.PREPARED_PATH}"
+    )
 
 
 if __name__ == "__main__":

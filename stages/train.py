@@ -71,7 +71,13 @@ def build_optimizer(net: StrategyNet, training: TrainingConfig) -> torch.optim.O
     """The configured optimizer over the network's trainable parameters only."""
     trainable = [parameter for parameter in net.parameters() if parameter.requires_grad]
     if training.optimizer == "sgd":
-        return torch.optim.SGD(trainable, lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay, nesterov=training.momentum > 0)
+        return torch.optim.SGD(
+            trainable,
+            lr=training.lr,
+            momentum=training.momentum,
+            weight_decay=training.weight_decay,
+            nesterov=training.momentum > 0,
+        )
     if training.optimizer == "adam":
         return torch.optim.Adam(trainable, lr=training.lr, weight_decay=training.weight_decay)
     if training.optimizer == "adamw":
@@ -112,7 +118,9 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     seen = 0
     global_batches = shuffled_batches(len(batches), batch_size, generator)
-    progress = tqdm(global_batches, desc=description, unit="batch", leave=False, disable=None if ranks.is_main else True)
+    progress = tqdm(
+        global_batches, desc=description, unit="batch", leave=False, disable=None if ranks.is_main else True
+    )
     for step, global_indices in enumerate(progress, start=1):
         indices = ranks.shard(global_indices)
         labels = batches.labels[indices]
@@ -130,7 +138,8 @@ def train_one_epoch(
             running_loss = loss_sum.item() / seen
             if not math.isfinite(running_loss):
                 raise UserError(
-                    f"{description}: the loss became {running_loss} by step {step} at lr {optimizer.param_groups[0]['lr']:.4g}; "
+                    f"{description}: the loss became {running_loss} by step {step} "
+                    f"at lr {optimizer.param_groups[0]['lr']:.4g}; "
                     "lower the learning rate (strategy.lr) and run again; no results were written"
                 )
             progress.set_postfix(loss=f"{running_loss:.3f}")
@@ -158,14 +167,24 @@ def fit(
     train_batches = training_batches(net, train_images, strategy.augment, eval_batch_size)
     val_images = ImageBatches(data.split("val", compute.device), params.data.image_size, None, compute)
     # Validation never augments, so cached frozen features serve it whenever training uses them.
-    val_batches = cache_features(net, val_images, eval_batch_size) if isinstance(train_batches, FeatureBatches) else val_images
+    val_batches = (
+        cache_features(net, val_images, eval_batch_size) if isinstance(train_batches, FeatureBatches) else val_images
+    )
     optimizer = build_optimizer(net, training)
     scheduler = build_scheduler(optimizer, training)
     progress = checkpoints.load(net, optimizer, scheduler)
     # Wrapped after loading, so every rank starts from the same (checkpointed or seeded) weights.
-    trained = DistributedDataParallel(net, device_ids=[compute.device.index] if compute.device.type == "cuda" else None) if ranks.distributed else net
+    trained = (
+        DistributedDataParallel(net, device_ids=[compute.device.index] if compute.device.type == "cuda" else None)
+        if ranks.distributed
+        else net
+    )
     if progress.completed_epochs and ranks.is_main:
-        print(f"train@{strategy.name} seed {seed}: resuming after epoch {progress.completed_epochs} from {checkpoints.path}", flush=True)
+        print(
+            f"train@{strategy.name} seed {seed}: resuming after epoch {progress.completed_epochs} "
+            f"from {checkpoints.path}",
+            flush=True,
+        )
     for epoch in range(progress.completed_epochs + 1, training.epochs + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
@@ -235,8 +254,10 @@ def provenance(params: Params, strategy: StrategyConfig, compute: Compute, model
     }
 
 
-def save_model(net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, compute: Compute, seed: int) -> None:
-    """models/<strategy>.pt: torchvision-layout weights of one seed's run plus what is needed to use and reproduce them."""
+def save_model(
+    net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, compute: Compute, seed: int
+) -> None:
+    """models/<strategy>.pt: one seed's weights in torchvision's layout, with what it takes to use and rerun them."""
     checkpoint = {
         # On the CPU in the default layout, so loading never depends on where or how it was trained.
         "state_dict": {key: value.detach().cpu().contiguous() for key, value in net.resnet.state_dict().items()},
@@ -272,11 +293,12 @@ def train_and_write(params: Params, strategy: StrategyConfig, compute: Compute, 
     data = load_prepared(paths.PREPARED_PATH)
     started = time.perf_counter()
     runs: list[SeedRun] = []
+    model_run, model_net = None, None
     for seed in strategy.training.seeds:
         run, net = train_seed(params, strategy, data, compute, seed, ranks)
         # The saved model is the seed with the best validation top-1 (the first on a tie): chosen
         # without looking at the test set, like the epoch within a run.
-        if not runs or run.metrics["best_val_top1"] > model_run.metrics["best_val_top1"]:
+        if model_run is None or run.metrics["best_val_top1"] > model_run.metrics["best_val_top1"]:
             model_run, model_net = run, net
         runs.append(run)
     if not ranks.is_main:
@@ -289,10 +311,14 @@ def train_and_write(params: Params, strategy: StrategyConfig, compute: Compute, 
     write_json(paths.confusion_path(strategy.name), confusion_record(data, runs))
     write_json(paths.provenance_path(strategy.name), provenance(params, strategy, compute, model_run.seed))
     write_json(paths.timing_path(strategy.name), combined_timing(runs, time.perf_counter() - started, compute))
-    shutil.rmtree(paths.checkpoint_dir(strategy.name), ignore_errors=True)  # every seed's: the outputs now hold their results
+    shutil.rmtree(
+        paths.checkpoint_dir(strategy.name), ignore_errors=True
+    )  # every seed's: the outputs now hold their results
 
 
-def train_seed(params: Params, strategy: StrategyConfig, data: PreparedData, compute: Compute, seed: int, ranks: Ranks) -> tuple[SeedRun, StrategyNet]:
+def train_seed(
+    params: Params, strategy: StrategyConfig, data: PreparedData, compute: Compute, seed: int, ranks: Ranks
+) -> tuple[SeedRun, StrategyNet]:
     """One seed's run: build, train (resuming its checkpoint), keep the best-validation weights, test them."""
     num_classes = len(data.class_names)
     net = build_network(strategy, params.model.head, num_classes, paths.PRETRAINED_PATH, seed)
@@ -302,7 +328,8 @@ def train_seed(params: Params, strategy: StrategyConfig, data: PreparedData, com
     trainable, total = count_parameters(net)
     if ranks.is_main:
         print(
-            f"train@{strategy.name} seed {seed}: {trainable:,} of {total:,} parameters train, on {compute.describe()} x {ranks.world_size}",
+            f"train@{strategy.name} seed {seed}: {trainable:,} of {total:,} parameters train, "
+            f"on {compute.describe()} x {ranks.world_size}",
             flush=True,
         )
     checkpoints = EpochCheckpoints(paths.checkpoint_path(strategy.name, seed), checkpoint_key(params, strategy, seed))
@@ -322,7 +349,9 @@ def train_seed(params: Params, strategy: StrategyConfig, data: PreparedData, com
         "total_seconds": round(time.perf_counter() - started, 2),  # this process only, when resumed
         "epoch_seconds": [round(seconds, 2) for seconds in progress.epoch_seconds],
         # A run resumed after its last epoch trained nothing in this process.
-        "train_images_per_second": round(progress.images_trained / progress.train_seconds, 1) if progress.train_seconds else 0.0,
+        "train_images_per_second": round(progress.images_trained / progress.train_seconds, 1)
+        if progress.train_seconds
+        else 0.0,
     }
     return SeedRun(seed, metrics, progress.history, test.confusion, timing), net
 

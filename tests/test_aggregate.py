@@ -40,7 +40,11 @@ def test_one_seed_has_zero_std_and_its_own_values():
 
 
 def test_history_rows_hold_mean_min_and_max_per_epoch():
-    runs = [[epoch_row(1, 4.0), epoch_row(2, 3.0)], [epoch_row(1, 5.0), epoch_row(2, 2.0)], [epoch_row(1, 6.0), epoch_row(2, 2.5)]]
+    runs = [
+        [epoch_row(1, 4.0), epoch_row(2, 3.0)],
+        [epoch_row(1, 5.0), epoch_row(2, 2.0)],
+        [epoch_row(1, 6.0), epoch_row(2, 2.5)],
+    ]
     rows = combine_histories(runs)
     assert [row["epoch"] for row in rows] == [1, 2]
     assert rows[1]["lr"] == 0.025

@@ -89,7 +89,12 @@ def test_same_seed_gives_same_bytes_and_another_seed_differs(archive_path: Path,
 def test_archive_has_the_real_members_with_fixed_owner_and_time(archive_path: Path) -> None:
     with tarfile.open(archive_path, "r:gz") as tar:
         members = tar.getmembers()
-    assert {member.name for member in members if member.isfile()} == {TRAIN_MEMBER, TEST_MEMBER, META_MEMBER, STRAY_MEMBER}
+    assert {member.name for member in members if member.isfile()} == {
+        TRAIN_MEMBER,
+        TEST_MEMBER,
+        META_MEMBER,
+        STRAY_MEMBER,
+    }
     assert all(member.mtime == 0 and member.uid == 0 and member.uname == "" for member in members)
 
 
@@ -102,13 +107,23 @@ def test_members_are_python2_protocol2_pickles(archive_path: Path, member: str) 
     operations = [(opcode.name, argument) for opcode, argument, _ in pickletools.genops(payload)]
     names = {name for name, _ in operations}
     assert operations[0] == ("PROTO", 2)
-    assert not names & {"BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "UNICODE", "BINBYTES", "SHORT_BINBYTES", "FRAME"}
+    assert not names & {
+        "BINUNICODE",
+        "SHORT_BINUNICODE",
+        "BINUNICODE8",
+        "UNICODE",
+        "BINBYTES",
+        "SHORT_BINBYTES",
+        "FRAME",
+    }
     assert names & {"BINSTRING", "SHORT_BINSTRING"}
     if member != META_MEMBER:
         globals_ = [argument for name, argument in operations if name == "GLOBAL"]
         assert globals_ == ["numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype"]
         raw_size = TRAIN_SIZE * 3072 if member == TRAIN_MEMBER else TEST_SIZE * 3072
-        assert ("BINSTRING", raw_size) in [(name, len(argument)) for name, argument in operations if name == "BINSTRING"]
+        assert ("BINSTRING", raw_size) in [
+            (name, len(argument)) for name, argument in operations if name == "BINSTRING"
+        ]
 
 
 def test_default_encoding_fails_on_train_as_with_the_real_archive(archive_path: Path) -> None:
@@ -198,8 +213,14 @@ def _delete(member: str, key: str) -> object:
         (_delete(TRAIN_MEMBER, "fine_labels"), (TRAIN_MEMBER, "'fine_labels'")),
         (_delete(META_MEMBER, "coarse_label_names"), (META_MEMBER, "'coarse_label_names'")),
         (_set(TRAIN_MEMBER, "fine_labels", lambda labels: labels[:-1]), (TRAIN_MEMBER, "299 labels for 300 images")),
-        (_set(TEST_MEMBER, "coarse_labels", lambda labels: [20] + labels[1:]), (TEST_MEMBER, "'coarse_labels'", "[0, 19]")),
-        (_set(TRAIN_MEMBER, "fine_labels", lambda labels: [-1] + labels[1:]), (TRAIN_MEMBER, "'fine_labels'", "[0, 99]")),
+        (
+            _set(TEST_MEMBER, "coarse_labels", lambda labels: [20] + labels[1:]),
+            (TEST_MEMBER, "'coarse_labels'", "[0, 19]"),
+        ),
+        (
+            _set(TRAIN_MEMBER, "fine_labels", lambda labels: [-1] + labels[1:]),
+            (TRAIN_MEMBER, "'fine_labels'", "[0, 99]"),
+        ),
         (_set(TRAIN_MEMBER, "fine_labels", lambda labels: ["cat"] * len(labels)), (TRAIN_MEMBER, "integers")),
         (_set(META_MEMBER, "fine_label_names", lambda names: names[:10]), (META_MEMBER, "10 names, expected 100")),
     ],

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import yaml
@@ -57,7 +56,9 @@ def test_strategy_override_changes_only_that_strategy(committed_tree):
 
 
 def test_train_layers_order_does_not_matter(committed_tree):
-    params = parse_mutated(committed_tree, lambda tree: tree["strategies"]["deep"].update(train_layers=["layer4", "layer3"]))
+    params = parse_mutated(
+        committed_tree, lambda tree: tree["strategies"]["deep"].update(train_layers=["layer4", "layer3"])
+    )
     assert params.strategies["deep"].train_layers == ("layer3", "layer4")
 
 
@@ -82,11 +83,23 @@ BAD_INPUTS = {
     "negative lr": (set_key("strategy", "lr", -0.5), ["strategy.lr", "-0.5", "above 0"]),
     "zero epochs": (set_key("strategy", "epochs", 0), ["strategy.epochs", "= 0", "above 0"]),
     "image_size 16": (set_key("data", "image_size", 16), ["data.image_size", "16", "32 or more"]),
-    "optimizer rmsprop": (set_key("strategy", "optimizer", "rmsprop"), ["strategy.optimizer", "rmsprop", "sgd, adam, adamw"]),
-    "scheduler poly": (set_key("strategy", "scheduler", "poly"), ["strategy.scheduler", "poly", "cosine, step, constant"]),
+    "optimizer rmsprop": (
+        set_key("strategy", "optimizer", "rmsprop"),
+        ["strategy.optimizer", "rmsprop", "sgd, adam, adamw"],
+    ),
+    "scheduler poly": (
+        set_key("strategy", "scheduler", "poly"),
+        ["strategy.scheduler", "poly", "cosine, step, constant"],
+    ),
     "device tpu": (set_key("compute", "device", "tpu"), ["compute.device", "tpu", "auto, cpu, cuda, mps"]),
-    "train_layers layer5": (set_train_layers(["layer5"]), ["strategies.deep.train_layers", "layer5", ", ".join(BACKBONE_BLOCKS)]),
-    "train_layers not a suffix": (set_train_layers(["layer3"]), ["strategies.deep.train_layers", "layer3", "last ones", "[layer4]"]),
+    "train_layers layer5": (
+        set_train_layers(["layer5"]),
+        ["strategies.deep.train_layers", "layer5", ", ".join(BACKBONE_BLOCKS)],
+    ),
+    "train_layers not a suffix": (
+        set_train_layers(["layer3"]),
+        ["strategies.deep.train_layers", "layer3", "last ones", "[layer4]"],
+    ),
     "strategy name uppercase": (rename_deep("Deep"), ["strategy name", "'Deep'", "lowercase"]),
     "strategy name with space": (rename_deep("deep l3"), ["strategy name", "'deep l3'", "lowercase"]),
     "bool for int": (set_key("strategy", "epochs", True), ["strategy.epochs", "True", "whole number"]),
@@ -94,7 +107,10 @@ BAD_INPUTS = {
     "unknown top-level key": (lambda tree: tree.update(strategie={}), ["'strategie'", "did you mean 'strategies'"]),
     "seeds not a list": (set_key("strategy", "seeds", 3), ["strategy.seeds", "3", "a list, e.g. [0, 1, 2]"]),
     "seeds empty": (set_key("strategy", "seeds", []), ["strategy.seeds", "empty", "at least one seed"]),
-    "seeds repeated": (set_key("strategy", "seeds", [0, 1, 0]), ["strategy.seeds", "[0, 1, 0]", "repeats 0", "distinct"]),
+    "seeds repeated": (
+        set_key("strategy", "seeds", [0, 1, 0]),
+        ["strategy.seeds", "[0, 1, 0]", "repeats 0", "distinct"],
+    ),
     "seed negative": (set_key("strategy", "seeds", [0, -1]), ["strategy.seeds", "-1", "0 to 4294967295"]),
     "seed not a number": (set_key("strategy", "seeds", [0, "one"]), ["strategy.seeds[1]", "'one'", "whole number"]),
     "split_seed negative": (set_key("data", "split_seed", -3), ["data.split_seed", "-3", "0 to 4294967295"]),
@@ -115,7 +131,11 @@ def test_bad_input_raises_one_line_user_error(committed_tree, case):
 def test_seeds_default_to_the_shared_list_and_can_be_overridden_per_strategy(committed_tree):
     params = parse_mutated(committed_tree, lambda tree: tree["strategies"]["deep"].update(seeds=[3, 4]))
     assert params.strategies["deep"].training.seeds == (3, 4)
-    assert params.strategies["shallow"].training.seeds == params.strategy.seeds == tuple(committed_tree["strategy"]["seeds"])
+    assert (
+        params.strategies["shallow"].training.seeds
+        == params.strategy.seeds
+        == tuple(committed_tree["strategy"]["seeds"])
+    )
 
 
 def test_override_errors_name_the_strategy(committed_tree):

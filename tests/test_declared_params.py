@@ -18,7 +18,9 @@ import yaml
 from stages import config, download, paths, plots, prepare, train, weights
 
 DVC_STAGES = yaml.safe_load((paths.PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
-CONFIG_CLASSES = [value for value in vars(config).values() if dataclasses.is_dataclass(value) and isinstance(value, type)]
+CONFIG_CLASSES = [
+    value for value in vars(config).values() if dataclasses.is_dataclass(value) and isinstance(value, type)
+]
 SMALL_RUN = {"source": "synthetic", "val_size": 100, "synthetic": {"train_size": 400, "test_size": 100, "seed": 0}}
 
 

@@ -35,7 +35,9 @@ def write_params(project: Path, nproc: int) -> None:
 
 def run_module(project: Path, *arguments: str) -> subprocess.CompletedProcess:
     """python -m <arguments> in project; fails the test on a non-zero exit."""
-    result = subprocess.run([sys.executable, "-m", *arguments], cwd=project, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", *arguments], cwd=project, capture_output=True, text=True, timeout=600
+    )
     if result.returncode != 0:
         pytest.fail(f"{arguments} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from stages import paths
-from stages.config import load_params
 from stages.batches import ImageBatches
+from stages.config import load_params
 from stages.data import ImageSplit, normalize
 from stages.device import Compute
 from stages.evaluation import Scores, TopKAccuracy, confusion_counts, evaluate, superclass_top1
@@ -24,6 +24,7 @@ FP32_CPU = Compute(device=torch.device("cpu"), amp_dtype=None, channels_last=Fal
 def images(split: ImageSplit) -> ImageBatches:
     """Un-augmented 32-px batches of split, in fp32 on the CPU."""
     return ImageBatches(split, 32, None, FP32_CPU)
+
 
 PARAMS = load_params(paths.PROJECT_ROOT / paths.PARAMS_PATH)  # the committed params.yaml
 NUM_CLASSES = 100
@@ -39,7 +40,9 @@ def direct_top_k(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Te
 def random_logits(num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded logits (N, 100) and labels (N,)."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(num_samples, NUM_CLASSES, generator=generator), torch.randint(0, NUM_CLASSES, (num_samples,), generator=generator)
+    return torch.randn(num_samples, NUM_CLASSES, generator=generator), torch.randint(
+        0, NUM_CLASSES, (num_samples,), generator=generator
+    )
 
 
 def test_top_k_accuracy_matches_direct_count_over_uneven_batches():
@@ -138,7 +141,11 @@ def test_evaluate_runs_in_eval_mode_and_restores_training_mode(split):
     in_train_mode = evaluate(net, images(split), 16, NUM_CLASSES, FP32_CPU)
     assert net.training and all(module.training for module in net.modules())
     # Dropout was off during evaluation.
-    assert (in_train_mode.loss, in_train_mode.top1, in_train_mode.top5) == (reference.loss, reference.top1, reference.top5)
+    assert (in_train_mode.loss, in_train_mode.top1, in_train_mode.top5) == (
+        reference.loss,
+        reference.top1,
+        reference.top5,
+    )
     assert torch.equal(in_train_mode.confusion, reference.confusion)
 
 
@@ -153,7 +160,9 @@ def weights_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def shallow_net(weights_path):
     """The committed shallow strategy's network (only the Linear head trains)."""
-    return build_network(PARAMS.strategy_named("shallow"), PARAMS.model.head, NUM_CLASSES, weights_path, PARAMS.strategy.seeds[0])
+    return build_network(
+        PARAMS.strategy_named("shallow"), PARAMS.model.head, NUM_CLASSES, weights_path, PARAMS.strategy.seeds[0]
+    )
 
 
 def test_evaluate_restores_strategy_net_modes(shallow_net):
@@ -173,8 +182,12 @@ def test_optimizer_holds_only_trainable_parameters(shallow_net, weights_path):
     assert group["params"][0] is shallow_net.resnet.fc.weight
     assert group["params"][1] is shallow_net.resnet.fc.bias
 
-    deep = build_network(PARAMS.strategy_named("deep"), PARAMS.model.head, NUM_CLASSES, weights_path, PARAMS.strategy.seeds[0])
-    expected = [parameter for name, parameter in deep.named_parameters() if name.startswith(("resnet.layer4.", "resnet.fc."))]
+    deep = build_network(
+        PARAMS.strategy_named("deep"), PARAMS.model.head, NUM_CLASSES, weights_path, PARAMS.strategy.seeds[0]
+    )
+    expected = [
+        parameter for name, parameter in deep.named_parameters() if name.startswith(("resnet.layer4.", "resnet.fc."))
+    ]
     (deep_group,) = build_optimizer(deep, PARAMS.strategy_named("deep").training).param_groups
     assert len(deep_group["params"]) == 17  # 15 tensors in layer4, 2 in the head
     assert {id(parameter) for parameter in deep_group["params"]} == {id(parameter) for parameter in expected}
@@ -185,7 +198,12 @@ def test_committed_optimizer_settings(shallow_net):
     optimizer = build_optimizer(shallow_net, training)
     assert type(optimizer) is torch.optim.SGD
     (group,) = optimizer.param_groups
-    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (training.lr, training.momentum, training.weight_decay, True)
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (
+        training.lr,
+        training.momentum,
+        training.weight_decay,
+        True,
+    )
 
 
 @pytest.mark.parametrize(("name", "kind"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])

@@ -74,7 +74,9 @@ class Project:
         return sorted(
             str(path.relative_to(self.root))
             for path in self.root.rglob("*")
-            if path.is_file() and path.relative_to(self.root).parts[0] != "stages" and path.name.endswith((".tmp", ".part"))
+            if path.is_file()
+            and path.relative_to(self.root).parts[0] != "stages"
+            and path.name.endswith((".tmp", ".part"))
         )
 
 
@@ -191,7 +193,9 @@ def test_http_download_with_correct_md5_writes_the_served_bytes(project: Project
     assert server.requests == 1
 
 
-def test_http_download_with_wrong_md5_names_both_digests_and_keeps_nothing(project: Project, server, served_archive: bytes):
+def test_http_download_with_wrong_md5_names_both_digests_and_keeps_nothing(
+    project: Project, server, served_archive: bytes
+):
     wrong_md5 = "0" * 32
     project.write_params({"data": {"source": server.url, "md5": wrong_md5}})
     message = error_line(project.run("download"))
@@ -208,7 +212,9 @@ def test_http_download_retries_503_then_succeeds(project: Project, server, serve
     assert (project.root / paths.ARCHIVE_PATH).read_bytes() == served_archive
     assert server.requests == 3
     notices = result.stderr.splitlines()
-    assert len(notices) == 2 and all(RETRY_NOTICE.fullmatch(line) and "HTTP 503" in line for line in notices), result.stderr
+    assert len(notices) == 2 and all(RETRY_NOTICE.fullmatch(line) and "HTTP 503" in line for line in notices), (
+        result.stderr
+    )
     assert project.stray_files() == []
 
 
@@ -307,7 +313,11 @@ def test_diverging_loss_stops_training_with_epoch_step_and_lr(project: Project):
     project.write_params(
         {
             # 700 generated training images less 100 for validation: 600 train, 9 full batches of 64
-            "data": {"source": "synthetic", "val_size": 100, "synthetic": {"train_size": 700, "test_size": 100, "seed": 0}},
+            "data": {
+                "source": "synthetic",
+                "val_size": 100,
+                "synthetic": {"train_size": 700, "test_size": 100, "seed": 0},
+            },
             "model": {"weights": "random"},
             "compute": {"device": "cpu"},
             "strategy": {"epochs": 2, "batch_size": 64, "lr": 1.0e12},
@@ -319,5 +329,6 @@ def test_diverging_loss_stops_training_with_epoch_step_and_lr(project: Project):
     assert message.startswith("train@scratch seed 0 epoch 1/2: the loss became "), message
     assert re.search(r"by step \d+ at lr 1e\+12;", message), message
     assert "strategy.lr" in message
-    assert_left_nothing(project, paths.results_dir("scratch"), paths.model_path("scratch"), paths.checkpoint_dir("scratch"))
-
+    assert_left_nothing(
+        project, paths.results_dir("scratch"), paths.model_path("scratch"), paths.checkpoint_dir("scratch")
+    )

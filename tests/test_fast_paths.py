@@ -51,7 +51,9 @@ def network(name: str, weights_path, compute: Compute = FP32, **strategy_changes
 def one_epoch(net, batches, compute: Compute, batch_size: int = 16) -> tuple[float, float, int]:
     """A training epoch with the committed optimizer settings and a fixed generator."""
     optimizer = build_optimizer(net, dataclasses.replace(PARAMS.strategy, batch_size=batch_size))
-    return train_one_epoch(net, optimizer, batches, batch_size, epoch_generator(0, 1, CPU), compute, NUM_CLASSES, "test")
+    return train_one_epoch(
+        net, optimizer, batches, batch_size, epoch_generator(0, 1, CPU), compute, NUM_CLASSES, "test"
+    )
 
 
 @pytest.mark.parametrize("name", ["shallow", "deep"])
@@ -96,7 +98,9 @@ def test_channels_last_gives_the_same_logits(weights_path):
     indices = torch.arange(16)
     with torch.no_grad():
         contiguous = ImageBatches(split(), 32, None, FP32).logits(net, indices)
-        channels_last = ImageBatches(split(), 32, None, FP32_CHANNELS_LAST).logits(net.to(memory_format=torch.channels_last), indices)
+        channels_last = ImageBatches(split(), 32, None, FP32_CHANNELS_LAST).logits(
+            net.to(memory_format=torch.channels_last), indices
+        )
     assert_close(channels_last, contiguous, rtol=1e-4, atol=1e-4)
 
 
@@ -116,4 +120,6 @@ def test_diverging_loss_stops_with_the_strategy_epoch_step_and_lr(weights_path):
     optimizer = torch.optim.SGD(net.parameters(), lr=1e12)
     with pytest.raises(UserError, match=r"train@scratch epoch 2/3: the loss became (nan|inf) by step \d+ at lr 1e\+12"):
         for _ in range(3):
-            train_one_epoch(net, optimizer, images, 16, epoch_generator(0, 1, CPU), FP32, NUM_CLASSES, "train@scratch epoch 2/3")
+            train_one_epoch(
+                net, optimizer, images, 16, epoch_generator(0, 1, CPU), FP32, NUM_CLASSES, "train@scratch epoch 2/3"
+            )

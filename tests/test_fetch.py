@@ -71,7 +71,9 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
         if request_index < plan.drop_first:
             body = body[: len(body) // 2]  # the client was promised more; closing now is a dropped connection
             self.close_connection = True
-        self._write(body, chunk_bytes=4096 if plan.trickle else len(body) or 1, pause_seconds=0.0005 if plan.trickle else 0)
+        self._write(
+            body, chunk_bytes=4096 if plan.trickle else len(body) or 1, pause_seconds=0.0005 if plan.trickle else 0
+        )
 
     def _range_start(self) -> int | None:
         """Start byte of a `Range: bytes=N-` header, or None when absent."""
@@ -225,5 +227,7 @@ def test_verify_checksum_and_file_digest(tmp_path):
     path.write_bytes(PAYLOAD)
     assert file_digest(path, "sha256") == hashlib.sha256(PAYLOAD).hexdigest()
     verify_checksum(path, Checksum("md5", PAYLOAD_MD5))
-    with pytest.raises(UserError, match=rf"checksum mismatch for {re.escape(str(path))}: expected md5 0{{32}}, got {PAYLOAD_MD5}"):
+    with pytest.raises(
+        UserError, match=rf"checksum mismatch for {re.escape(str(path))}: expected md5 0{{32}}, got {PAYLOAD_MD5}"
+    ):
         verify_checksum(path, Checksum("md5", "0" * 32))

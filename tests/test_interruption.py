@@ -30,7 +30,9 @@ CHECKPOINT_WAIT_SECONDS = 120
 
 def run_stage(project: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
     """python -m stages.<...> in the project copy."""
-    result = subprocess.run([sys.executable, "-m", *arguments], cwd=project, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", *arguments], cwd=project, capture_output=True, text=True, timeout=600
+    )
     if check and result.returncode != 0:
         pytest.fail(f"{arguments} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
@@ -60,7 +62,9 @@ def outputs(project: Path) -> dict[str, bytes]:
     """The bytes of the stage's reproducible outputs."""
     reproducible = [paths.metrics_path(STRATEGY), paths.history_path(STRATEGY), paths.confusion_path(STRATEGY)]
     per_seed = sorted((project / paths.seeds_dir(STRATEGY)).rglob("*.json"))
-    return {str(path): (project / path).read_bytes() for path in reproducible + per_seed if path.name != paths.TIMING_FILE}
+    return {
+        str(path): (project / path).read_bytes() for path in reproducible + per_seed if path.name != paths.TIMING_FILE
+    }
 
 
 def clear_outputs(project: Path) -> None:
@@ -73,7 +77,11 @@ def clear_outputs(project: Path) -> None:
 def start_and_kill_after_first_epoch(project: Path, signal_number: int) -> subprocess.CompletedProcess:
     """Start training, send signal_number once the last seed's first epoch is checkpointed, wait for the exit."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "stages.train", STRATEGY], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "stages.train", STRATEGY],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     checkpoint = project / paths.checkpoint_path(STRATEGY, KILLED_SEED)
     deadline = time.monotonic() + CHECKPOINT_WAIT_SECONDS
@@ -106,7 +114,9 @@ def test_killed_run_resumes_to_identical_results(project: Path, uninterrupted: d
     assert not (project / paths.model_path(STRATEGY)).exists()
 
     resumed = run_stage(project, "stages.train", STRATEGY)
-    assert f"seed {SEEDS[0]}: resuming after epoch {EPOCHS} " in resumed.stdout, "the finished seed is not trained again"
+    assert f"seed {SEEDS[0]}: resuming after epoch {EPOCHS} " in resumed.stdout, (
+        "the finished seed is not trained again"
+    )
     assert f"seed {KILLED_SEED}: resuming after epoch 1 " in resumed.stdout
     assert f"seed {KILLED_SEED} epoch 1/" not in resumed.stdout
     assert outputs(project) == uninterrupted
@@ -123,7 +133,9 @@ def test_checkpoint_of_other_params_is_not_resumed(project: Path):
         write_params(project)
     assert "ignoring checkpoint" in rerun.stdout and "other params, data or code" in rerun.stdout
     assert "resuming" not in rerun.stdout
-    assert [row["epoch"] for row in yaml.safe_load((project / paths.history_path(STRATEGY)).read_text())] == list(range(1, EPOCHS + 1))
+    assert [row["epoch"] for row in yaml.safe_load((project / paths.history_path(STRATEGY)).read_text())] == list(
+        range(1, EPOCHS + 1)
+    )
 
 
 def test_power_loss_mid_write_leaves_no_partial_checkpoint(project: Path):
@@ -131,7 +143,9 @@ def test_power_loss_mid_write_leaves_no_partial_checkpoint(project: Path):
     killed = start_and_kill_after_first_epoch(project, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
     checkpoint_names = {paths.checkpoint_path(STRATEGY, seed).name for seed in SEEDS}
-    leftovers = [path.name for path in (project / paths.checkpoint_dir(STRATEGY)).iterdir() if path.name not in checkpoint_names]
+    leftovers = [
+        path.name for path in (project / paths.checkpoint_dir(STRATEGY)).iterdir() if path.name not in checkpoint_names
+    ]
     # A SIGKILL can land inside a save; its temporary file may stay, but never under the real name.
     killed_name = paths.checkpoint_path(STRATEGY, KILLED_SEED).name
     assert all(name.startswith(f".{killed_name}.") and name.endswith(".tmp") for name in leftovers)

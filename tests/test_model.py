@@ -10,8 +10,8 @@ from torch import nn
 from torchvision.models import resnet18
 
 from stages import paths
-from stages.config import HeadConfig, load_params
 from stages.batches import ImageBatches
+from stages.config import HeadConfig, load_params
 from stages.data import ImageSplit, epoch_generator
 from stages.device import Compute
 from stages.errors import UserError
@@ -164,7 +164,16 @@ def test_training_step_moves_neither_frozen_weights_nor_batchnorm_statistics(nam
     optimizer = build_optimizer(net, training)
     compute = Compute(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
     batches = ImageBatches(tiny_split(32), 32, PARAMS.data.augment, compute)
-    loss, _, seen = train_one_epoch(net, optimizer, batches, training.batch_size, epoch_generator(0, 1, compute.device), compute, NUM_CLASSES, "test")
+    loss, _, seen = train_one_epoch(
+        net,
+        optimizer,
+        batches,
+        training.batch_size,
+        epoch_generator(0, 1, compute.device),
+        compute,
+        NUM_CLASSES,
+        "test",
+    )
     assert seen == 32  # two optimizer steps of 16
     assert loss > 0
 
@@ -184,7 +193,9 @@ def test_training_step_moves_neither_frozen_weights_nor_batchnorm_statistics(nam
         assert len(layer4_bn) == 5
         for module in layer4_bn:
             assert module.num_batches_tracked.item() == 2
-        layer4_stat_keys = [key for key in before if key.startswith("layer4.") and key.endswith(("running_mean", "running_var"))]
+        layer4_stat_keys = [
+            key for key in before if key.startswith("layer4.") and key.endswith(("running_mean", "running_var"))
+        ]
         assert len(layer4_stat_keys) == 10
         for key in layer4_stat_keys:
             assert not torch.equal(after[key], before[key]), key

@@ -53,7 +53,9 @@ def test_stage_outputs_are_the_paths_the_code_writes():
     assert stage_body("weights")["outs"] == [str(paths.PRETRAINED_PATH)]
     train = stage_body("train")
     assert {str(paths.PREPARED_PATH), str(paths.PRETRAINED_PATH)} <= set(train["deps"])
-    declared_train_outputs = {next(iter(out)) if isinstance(out, dict) else out for out in train["outs"] + train["metrics"]}
+    declared_train_outputs = {
+        next(iter(out)) if isinstance(out, dict) else out for out in train["outs"] + train["metrics"]
+    }
     key = "${key}"
     assert declared_train_outputs == {
         str(paths.model_path(key)),
@@ -87,4 +89,3 @@ def test_top_level_plots_show_every_strategy_and_figure():
     assert plotted_columns == set(plots.EPOCH_FIGURES)
     assert plotted_confusions == confusion_files
     assert images == {str(path) for path in plots.figure_paths(strategies)}
-

@@ -19,7 +19,15 @@ import yaml
 
 from stages import paths, plots
 
-PROJECT_FILES = ("params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvc/plots/linear_band.json")
+PROJECT_FILES = (
+    "params.yaml",
+    "dvc.yaml",
+    ".dvcignore",
+    ".gitignore",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvc/plots/linear_band.json",
+)
 STRATEGIES = ("shallow", "deep", "scratch")
 CHANCE_TOP1 = 0.01  # 100 classes
 SMALL_RUN = {  # about 15 s of training per strategy on 2 CPU cores
@@ -28,7 +36,14 @@ SMALL_RUN = {  # about 15 s of training per strategy on 2 CPU cores
     "strategy": {"epochs": 3},
 }
 OTHER_LR = 0.03
-SCORES = ("test_top1", "test_top1_coarse", "test_top5", "test_loss", "best_val_top1", "best_epoch")  # averaged over seeds
+SCORES = (
+    "test_top1",
+    "test_top1_coarse",
+    "test_top5",
+    "test_loss",
+    "best_val_top1",
+    "best_epoch",
+)  # averaged over seeds
 HISTORY_COLUMNS = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
 QUEUE_TIMEOUT_SECONDS = 600
 
@@ -113,18 +128,28 @@ def test_repro_trains_every_strategy_and_learns(repo: Repo):
     repo.dvc("repro")
     metrics = repo.metrics()
     for name in STRATEGIES:
-        assert set(metrics[name]) == {*SCORES, *(f"{score}_std" for score in SCORES), "trainable_params", "total_params", "num_seeds"}
+        assert set(metrics[name]) == {
+            *SCORES,
+            *(f"{score}_std" for score in SCORES),
+            "trainable_params",
+            "total_params",
+            "num_seeds",
+        }
         assert metrics[name]["num_seeds"] == 1 and all(metrics[name][f"{score}_std"] == 0.0 for score in SCORES)
         # A prediction in the right class is in the right superclass too.
         assert 0.0 <= metrics[name]["test_top1"] <= metrics[name]["test_top1_coarse"] <= 1.0
         assert metrics[name]["test_top1"] <= metrics[name]["test_top5"] <= 1.0
         history = repo.read_json(paths.history_path(name))
         assert [row["epoch"] for row in history] == [1, 2, 3]
-        assert set(history[0]) == {"epoch", "lr"} | {f"{column}{suffix}" for column in HISTORY_COLUMNS for suffix in ("", "_min", "_max")}
+        assert set(history[0]) == {"epoch", "lr"} | {
+            f"{column}{suffix}" for column in HISTORY_COLUMNS for suffix in ("", "_min", "_max")
+        }
         assert metrics[name]["best_val_top1"] == round(max(row["val_top1"] for row in history), 6)
         confusion = torch.tensor(repo.read_json(paths.confusion_path(name))["counts"])
         assert confusion.sum() == SMALL_RUN["data"]["synthetic"]["test_size"]
-        assert (confusion.diagonal().sum() / confusion.sum()).item() == pytest.approx(metrics[name]["test_top1"], abs=2e-3)
+        assert (confusion.diagonal().sum() / confusion.sum()).item() == pytest.approx(
+            metrics[name]["test_top1"], abs=2e-3
+        )
         checkpoint = torch.load(repo.root / paths.model_path(name), map_location="cpu", weights_only=True)
         assert checkpoint["strategy"] == name
         assert checkpoint["config"]["strategy"]["training"]["epochs"] == 3
@@ -134,11 +159,17 @@ def test_repro_trains_every_strategy_and_learns(repo: Repo):
     assert metrics["deep"]["test_top1"] > 10 * CHANCE_TOP1
     assert metrics["shallow"]["trainable_params"] == 512 * 100 + 100
     assert metrics["scratch"]["trainable_params"] == metrics["scratch"]["total_params"]
-    assert metrics["shallow"]["trainable_params"] < metrics["deep"]["trainable_params"] < metrics["scratch"]["trainable_params"]
+    assert (
+        metrics["shallow"]["trainable_params"]
+        < metrics["deep"]["trainable_params"]
+        < metrics["scratch"]["trainable_params"]
+    )
     for plot_file in [plots.FINAL_SCORES_PATH, plots.REPORT_PATH, *plots.figure_paths(list(STRATEGIES))]:
         assert (repo.root / plot_file).is_file(), plot_file
     for name in STRATEGIES:
-        assert (repo.root / plots.CURVES_DIR / f"{name}.json").is_file() and (repo.root / plots.confusion_data_path(name)).is_file()
+        assert (repo.root / plots.CURVES_DIR / f"{name}.json").is_file() and (
+            repo.root / plots.confusion_data_path(name)
+        ).is_file()
     assert "| deep | yes | layer4 + head |" in (repo.root / plots.REPORT_PATH).read_text()
 
 
@@ -151,7 +182,9 @@ def test_second_repro_reruns_nothing(repo: Repo):
 
 
 def test_forced_rerun_reproduces_the_same_bytes(repo: Repo):
-    before = {path: (repo.root / path).read_bytes() for path in (paths.metrics_path("scratch"), paths.history_path("scratch"))}
+    before = {
+        path: (repo.root / path).read_bytes() for path in (paths.metrics_path("scratch"), paths.history_path("scratch"))
+    }
     model_hash_before = repo.locked_hash("train@scratch", paths.model_path("scratch"))
     output = repo.dvc("repro", "--force", "--single-item", "train@scratch")
     assert "Running stage 'train@scratch'" in output
@@ -206,7 +239,11 @@ def test_more_seeds_for_one_strategy_report_mean_and_spread(repo: Repo):
     assert "Running stage 'train@shallow'" in output and "Running stage 'plots'" in output
     for stage in ("train@deep", "train@scratch"):
         assert f"Stage '{stage}' didn't change, skipping" in output
-    assert sorted(path.name for path in (repo.root / paths.seeds_dir("shallow")).iterdir()) == ["seed_0", "seed_1", "seed_2"]
+    assert sorted(path.name for path in (repo.root / paths.seeds_dir("shallow")).iterdir()) == [
+        "seed_0",
+        "seed_1",
+        "seed_2",
+    ]
     per_seed = [repo.read_json(paths.seed_dir("shallow", seed) / paths.METRICS_FILE) for seed in (0, 1, 2)]
     # Seed 0 is the same run as before: adding seeds never changes the first one.
     assert per_seed[0] == {key: value for key, value in one_seed["metrics"].items() if key in per_seed[0]}
@@ -217,12 +254,17 @@ def test_more_seeds_for_one_strategy_report_mean_and_spread(repo: Repo):
     assert combined["num_seeds"] == 3
     top1 = [metrics["test_top1"] for metrics in per_seed]
     assert combined["test_top1"] == pytest.approx(sum(top1) / 3, abs=1e-6)
-    assert combined["test_top1_std"] == pytest.approx(torch.tensor(top1, dtype=torch.float64).std().item(), abs=1e-6)  # sample std
+    assert combined["test_top1_std"] == pytest.approx(
+        torch.tensor(top1, dtype=torch.float64).std().item(), abs=1e-6
+    )  # sample std
     assert combined["test_top1_std"] > 0, "three seeds of one strategy gave identical test scores"
     for row in repo.read_json(paths.history_path("shallow")):
         for column in HISTORY_COLUMNS:
             assert row[f"{column}_min"] <= row[column] <= row[f"{column}_max"]
-    assert sum(map(sum, repo.read_json(paths.confusion_path("shallow"))["counts"])) == 3 * SMALL_RUN["data"]["synthetic"]["test_size"]
+    assert (
+        sum(map(sum, repo.read_json(paths.confusion_path("shallow"))["counts"]))
+        == 3 * SMALL_RUN["data"]["synthetic"]["test_size"]
+    )
     model_seed = repo.read_json(paths.provenance_path("shallow"))["model_seed"]
     assert per_seed[model_seed]["best_val_top1"] == max(metrics["best_val_top1"] for metrics in per_seed)
 
@@ -242,7 +284,9 @@ def find_revisions(tree: object, matches) -> list[dict]:
 
 def test_exp_show_lists_the_experiment_with_metrics(repo: Repo):
     assert set(repo.dvc("exp", "list", "--name-only").split()) == set(repo.experiments.values())
-    revisions = find_revisions(json.loads(repo.dvc("exp", "show", "--json")), lambda entry: entry["name"] == repo.experiments["lr"])
+    revisions = find_revisions(
+        json.loads(repo.dvc("exp", "show", "--json")), lambda entry: entry["name"] == repo.experiments["lr"]
+    )
     assert len(revisions) == 1, f"dvc exp show does not list {repo.experiments['lr']} once"
     revision = revisions[0]
     assert revision["params"]["params.yaml"]["data"]["strategy"]["lr"] == OTHER_LR
@@ -276,7 +320,9 @@ def test_queued_experiments_run_in_parallel(repo: Repo):
     assert status.count("Success") == 2, status
     shown = json.loads(repo.dvc("exp", "show", "--json"))
     for lr in queued_lrs:
-        revisions = find_revisions(shown, lambda entry: entry["data"]["params"]["params.yaml"]["data"]["strategy"]["lr"] == lr)
+        revisions = find_revisions(
+            shown, lambda entry: entry["data"]["params"]["params.yaml"]["data"]["strategy"]["lr"] == lr
+        )
         assert len(revisions) == 1, lr
         for name in STRATEGIES:
             assert 0 <= revisions[0]["metrics"][str(paths.metrics_path(name))]["data"]["test_top1"] <= 1

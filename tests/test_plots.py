@@ -21,7 +21,13 @@ DVC = str(Path(sys.executable).parent / "dvc")
 TEMPLATES_DIR = Path(".dvc/plots")  # where DVC finds custom templates named in dvc.yaml
 DECLARED_PLOTS = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
 BAND_TEMPLATE = "linear_band"  # .dvc/plots/linear_band.json
-BAND_PLOT_IDS = {plot_id for entry in DECLARED_PLOTS if isinstance(entry, dict) for plot_id, body in entry.items() if body.get("template") == BAND_TEMPLATE}
+BAND_PLOT_IDS = {
+    plot_id
+    for entry in DECLARED_PLOTS
+    if isinstance(entry, dict)
+    for plot_id, body in entry.items()
+    if body.get("template") == BAND_TEMPLATE
+}
 STRATEGIES = ("shallow", "deep", "scratch")  # as in the committed params.yaml
 SEEDS = [0, 1]
 EPOCHS = 3
@@ -29,14 +35,41 @@ CLASS_NAMES = [f"class_{index}" for index in range(10)]
 FINE_TO_COARSE = [index // 5 for index in range(10)]  # two superclasses of five classes
 # Off-diagonal cells of the known matrix: (actual, predicted) -> count. Largest first:
 # 9, 8, then two 7s (tie: actual 1 before actual 6), 6, 5, 4, 3, 2, 2 (tie: actual 0 before 4), then 1s left out.
-OFF_DIAGONAL = {(3, 5): 9, (2, 7): 8, (6, 1): 7, (1, 0): 7, (9, 8): 6, (8, 9): 5, (0, 4): 4, (5, 3): 3, (4, 2): 2, (0, 9): 2, (7, 6): 1, (9, 0): 1}
-EXPECTED_PAIRS = [(3, 5, 9), (2, 7, 8), (1, 0, 7), (6, 1, 7), (9, 8, 6), (8, 9, 5), (0, 4, 4), (5, 3, 3), (0, 9, 2), (4, 2, 2)]
+OFF_DIAGONAL = {
+    (3, 5): 9,
+    (2, 7): 8,
+    (6, 1): 7,
+    (1, 0): 7,
+    (9, 8): 6,
+    (8, 9): 5,
+    (0, 4): 4,
+    (5, 3): 3,
+    (4, 2): 2,
+    (0, 9): 2,
+    (7, 6): 1,
+    (9, 0): 1,
+}
+EXPECTED_PAIRS = [
+    (3, 5, 9),
+    (2, 7, 8),
+    (1, 0, 7),
+    (6, 1, 7),
+    (9, 8, 6),
+    (8, 9, 5),
+    (0, 4, 4),
+    (5, 3, 3),
+    (0, 9, 2),
+    (4, 2, 2),
+]
 DIAGONAL = 20  # correct predictions of each class
 
 
 def known_counts() -> list[list[int]]:
     """10x10 counts[actual][predicted]: DIAGONAL on the diagonal, OFF_DIAGONAL elsewhere."""
-    return [[DIAGONAL if actual == predicted else OFF_DIAGONAL.get((actual, predicted), 0) for predicted in range(10)] for actual in range(10)]
+    return [
+        [DIAGONAL if actual == predicted else OFF_DIAGONAL.get((actual, predicted), 0) for predicted in range(10)]
+        for actual in range(10)
+    ]
 
 
 def history(offset: float) -> list[dict]:
@@ -53,7 +86,14 @@ def history(offset: float) -> list[dict]:
 
 def metrics(index: int) -> dict:
     """metrics.json of strategy number index: test_top1 = 0.6 + index / 100 with std 0.0123."""
-    figures = {"test_top1": 0.6 + index / 100, "test_top5": 0.9, "test_loss": 1.5, "test_top1_coarse": 0.75, "best_val_top1": 0.61, "best_epoch": 2.5}
+    figures = {
+        "test_top1": 0.6 + index / 100,
+        "test_top5": 0.9,
+        "test_loss": 1.5,
+        "test_top1_coarse": 0.75,
+        "best_val_top1": 0.61,
+        "best_epoch": 2.5,
+    }
     result = {}
     for key, value in figures.items():
         result |= {key: value, f"{key}_std": 0.0123}
@@ -73,7 +113,12 @@ def write_results(root: Path) -> None:
                 "seeds": SEEDS,
                 "counts": known_counts(),
             },
-            paths.timing_path(name): {"total_seconds": 240.0, "seconds_per_seed": 120.0, "seed_seconds": [110.0, 130.0], "device": "cpu"},
+            paths.timing_path(name): {
+                "total_seconds": 240.0,
+                "seconds_per_seed": 120.0,
+                "seed_seconds": [110.0, 130.0],
+                "device": "cpu",
+            },
             paths.provenance_path(name): {
                 "strategy": name,
                 "config": {},
@@ -148,7 +193,9 @@ def test_report_shows_scores_figures_and_confusion(project):
     assert "| deep | yes | layer4 + head | 0.6100 ± 0.0123 | 0.7500 ± 0.0123 |" in report
     assert "| 2.5 ± 0.0 | 102,600 | 2.0 | 2 |" in report  # best epoch, trainable params, minutes per seed, seeds
     assert report.count("| class_3 | class_5 | 9 | 31.0% |") == len(STRATEGIES)  # 9 of 29 images of class_3
-    assert report.count("| class_0 | class_9 |") == len(STRATEGIES) and "| class_9 | class_0 |" not in report  # a count of 1: left out
+    assert (
+        report.count("| class_0 | class_9 |") == len(STRATEGIES) and "| class_9 | class_0 |" not in report
+    )  # a count of 1: left out
 
 
 def test_a_missing_result_names_the_file(tmp_path, monkeypatch):
@@ -163,7 +210,9 @@ def test_a_missing_result_names_the_file(tmp_path, monkeypatch):
 def test_results_of_an_older_train_stage_name_the_missing_key(tmp_path, monkeypatch):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     write_results(tmp_path)
-    single_run_history = [{key: value for key, value in row.items() if not key.endswith(("_min", "_max"))} for row in history(0)]
+    single_run_history = [
+        {key: value for key, value in row.items() if not key.endswith(("_min", "_max"))} for row in history(0)
+    ]
     (tmp_path / paths.history_path("shallow")).write_text(json.dumps(single_run_history))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=r"^results/shallow/history.json has no 'train_loss_min'; .* dvc repro$"):
@@ -180,7 +229,7 @@ def run(command: list[str], cwd: Path) -> str:
 
 @pytest.fixture(scope="module")
 def dvc_repo(project, tmp_path_factory) -> Path:
-    """A git + DVC repository, committed, with dvc.yaml's top-level plots, the custom templates and the stage's plots/."""
+    """A committed git + DVC repository with dvc.yaml's top-level plots, the custom templates and the stage's plots/."""
     root = tmp_path_factory.mktemp("dvc_repo")
     shutil.copytree(project / paths.PLOTS_DIR, root / paths.PLOTS_DIR)
     (root / "dvc.yaml").write_text(yaml.safe_dump({"plots": DECLARED_PLOTS}))
@@ -229,4 +278,6 @@ def test_dvc_plots_diff_keeps_every_revision_and_strategy(dvc_repo):
     for spec in band_plots(shown).values():
         series = {(row["rev"], row["filename"]) for row in spec["data"]["values"]}
         assert series == {(rev, f"{name}.json") for rev in ("HEAD", "workspace") for name in STRATEGIES}
-        assert spec["layer"][-2]["encoding"]["strokeDash"]["field"] == "rev"  # revisions dashed apart, strategies coloured
+        assert (
+            spec["layer"][-2]["encoding"]["strokeDash"]["field"] == "rev"
+        )  # revisions dashed apart, strategies coloured

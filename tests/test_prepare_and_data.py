@@ -82,7 +82,11 @@ def crop_offsets(padded: torch.Tensor, cropped: torch.Tensor, padding: int) -> l
     height, width = cropped.shape[-2:]
     offsets = [(row, col) for row in range(2 * padding + 1) for col in range(2 * padding + 1)]
     return [
-        [(row, col) for row, col in offsets if torch.equal(padded[index, :, row : row + height, col : col + width], cropped[index])]
+        [
+            (row, col)
+            for row, col in offsets
+            if torch.equal(padded[index, :, row : row + height, col : col + width], cropped[index])
+        ]
         for index in range(cropped.shape[0])
     ]
 
@@ -195,7 +199,13 @@ def test_load_prepared_round_trips_what_prepare_writes(tmp_path):
     superclasses = np.arange(NUM_CLASSES) % 20
     path = tmp_path / "cifar100.npz"
     with open(path, "wb") as file:  # as prepare.main writes it
-        np.savez(file, **arrays, class_names=np.array(class_names), fine_to_coarse=superclasses, coarse_class_names=np.array(coarse_class_names))
+        np.savez(
+            file,
+            **arrays,
+            class_names=np.array(class_names),
+            fine_to_coarse=superclasses,
+            coarse_class_names=np.array(coarse_class_names),
+        )
 
     prepared = load_prepared(path)
     assert prepared.class_names == tuple(class_names)
@@ -227,5 +237,7 @@ def test_fine_to_coarse_maps_each_class_to_its_superclass_and_marks_absent_ones(
 
 
 def test_fine_class_in_two_superclasses_is_a_damaged_archive():
-    with pytest.raises(UserError, match=r"fine class 2 has images in superclasses \[0, 3\].*dvc repro --force download"):
+    with pytest.raises(
+        UserError, match=r"fine class 2 has images in superclasses \[0, 3\].*dvc repro --force download"
+    ):
         fine_to_coarse(np.array([2, 1, 2]), np.array([0, 1, 3]), num_fine=3)
