@@ -1,9 +1,12 @@
 """Fixtures shared by test files."""
 
+import dataclasses
 import http.server
 import threading
 
 import pytest
+
+from tests.project import Repo, params_tree
 
 ARCHIVE_URL_PATH = "/cifar-100-python.tar.gz"
 
@@ -34,3 +37,28 @@ def start_http_server():
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """The shared end-to-end repository after one `dvc repro` of TEST_PARAMS, committed."""
+
+    repo: Repo
+    commit: str
+
+
+@pytest.fixture(scope="session")
+def e2e_baseline(tmp_path_factory) -> Baseline:
+    """Built once per test session: a git + DVC copy of the project, `dvc repro` of TEST_PARAMS, committed."""
+    repo = Repo.create(tmp_path_factory.mktemp("e2e") / "project", params_tree())
+    repo.dvc("repro")
+    repo.run("git", "add", "-A")
+    repo.run("git", "commit", "-qm", "baseline run")
+    return Baseline(repo, repo.head())
+
+
+@pytest.fixture
+def e2e_repo(e2e_baseline) -> Repo:
+    """The shared end-to-end repository, reset to its baseline run (whatever an earlier test changed)."""
+    e2e_baseline.repo.reset_to(e2e_baseline.commit)
+    return e2e_baseline.repo
