@@ -5,7 +5,8 @@ import statistics
 # history.json columns that vary between seeds; each gets _min and _max beside its mean.
 SPREAD_COLUMNS = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
 SPREAD_SUFFIXES = ("_min", "_max")  # the lowest and highest seed; .dvc/plots/linear_band.json draws the band from them
-SAME_FOR_EVERY_SEED = ("trainable_params", "total_params")  # metrics that depend on the strategy alone
+# Metrics that depend on the strategy alone: kept once, without a _std.
+SAME_FOR_EVERY_SEED = ("trainable_params", "total_params", "train_flops")
 
 
 def combine_metrics(per_seed: list[dict]) -> dict:

@@ -84,12 +84,18 @@ def training_batches(
     net: StrategyNet, images: ImageBatches, augment_images: bool, batch_size: int
 ) -> ImageBatches | FeatureBatches:
     """The cheapest correct source of training logits: cached features when nothing random precedes training."""
-    if augment_images or not net.frozen_blocks:
-        return images
-    needed = feature_cache_bytes(net, images)
-    if needed > MAX_FEATURE_CACHE_BYTES:
+    if caches_features(net, images, augment_images):
+        return cache_features(net, images, batch_size)
+    if not augment_images and net.frozen_blocks:
+        needed = feature_cache_bytes(net, images)
         print(
             f"frozen features would need {needed / 1024**3:.1f} GiB; recomputing them every epoch instead", flush=True
         )
-        return images
-    return cache_features(net, images, batch_size)
+    return images
+
+
+def caches_features(net: StrategyNet, images: ImageBatches, augment_images: bool) -> bool:
+    """Whether training_batches caches frozen features: nothing random precedes training and they fit in memory."""
+    if augment_images or not net.frozen_blocks:
+        return False
+    return feature_cache_bytes(net, images) <= MAX_FEATURE_CACHE_BYTES

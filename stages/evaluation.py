@@ -18,12 +18,18 @@ class Scores:
     top1: float  # fraction 0-1
     top5: float  # fraction 0-1
     confusion: torch.Tensor  # (classes, classes) int64 on the CPU: confusion[actual, predicted] = images
+    top5_predictions: torch.Tensor  # (N, min(5, classes)) int64 on the CPU: each item's best classes, in item order
 
 
 def confusion_counts(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(classes, classes) int64 counts of (actual, predicted) pairs, on the labels' device."""
     pairs = labels * num_classes + predicted
     return torch.bincount(pairs, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def top_classes(logits: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """(B, min(k, classes)) class indices by falling score; ties go to the lower index, as argmax breaks them."""
+    return torch.sort(logits, dim=1, descending=True, stable=True).indices[:, : min(k, logits.shape[1])]
 
 
 def superclass_top1(confusion: torch.Tensor, fine_to_coarse: torch.Tensor) -> float:
@@ -66,11 +72,16 @@ def evaluate(
     compute: Compute,
     ranks: Ranks = Ranks(),
 ) -> Scores:
-    """Scores of net over every item of batches, in eval mode, without augmentation; each rank scores its share."""
+    """Scores of net over every item of batches, in eval mode, without augmentation; each rank scores its share.
+
+    Every rank returns the same scores, top-5 predictions of all items included.
+    """
     device = batches.labels.device
     accuracy = TopKAccuracy(num_classes, device)
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     confusion = torch.zeros(num_classes, num_classes, device=device, dtype=torch.int64)
+    # Zero outside this rank's share, so summing over the ranks gathers every item's row in item order.
+    top5_predictions = torch.zeros(len(batches), min(5, num_classes), device=device, dtype=torch.int64)
     with evaluating(net), torch.inference_mode():
         for indices in ranks.shard(torch.arange(len(batches), device=device)).split(batch_size):
             with compute.autocast():
@@ -79,6 +90,13 @@ def evaluate(
             total_loss += F.cross_entropy(logits, labels, reduction="sum")
             accuracy.update(logits, labels)
             confusion += confusion_counts(logits.argmax(dim=1), labels, num_classes)
+            top5_predictions[indices] = top_classes(logits)
     top1, top5 = accuracy.compute()  # torchmetrics sums its counts over the ranks itself
     loss = sum_over_ranks(total_loss).item() / len(batches)
-    return Scores(loss=loss, top1=top1, top5=top5, confusion=sum_over_ranks(confusion).cpu())
+    return Scores(
+        loss=loss,
+        top1=top1,
+        top5=top5,
+        confusion=sum_over_ranks(confusion).cpu(),
+        top5_predictions=sum_over_ranks(top5_predictions).cpu(),
+    )

@@ -22,6 +22,10 @@ CONFUSION_FILE = "confusion.json"
 TIMING_FILE = "timing.json"
 CHECKPOINTS_DIR = Path("checkpoints")  # outside DVC outputs and git: see stages/checkpoint.py
 PLOTS_DIR = Path("plots")
+PREDICTIONS_DIR = Path("predictions")  # DVC-cached: per-image test predictions, too big for git
+COMPARISON_PATH = PLOTS_DIR / "comparison.json"  # paired statistics of every two strategies
+COST_PATH = PLOTS_DIR / "cost.json"  # one row per strategy: accuracy against training cost
+COST_FIGURE_PATH = PLOTS_DIR / "cost.png"
 
 
 def model_path(strategy: str) -> Path:
@@ -77,3 +81,13 @@ def checkpoint_dir(strategy: str) -> Path:
 def checkpoint_path(strategy: str, seed: int) -> Path:
     """The completed epochs of one strategy's run with one seed."""
     return checkpoint_dir(strategy) / f"seed_{seed}.pt"
+
+
+def predictions_dir(strategy: str) -> Path:
+    """Folder of one strategy's per-image test predictions, a file per seed."""
+    return PREDICTIONS_DIR / strategy
+
+
+def predictions_path(strategy: str, seed: int) -> Path:
+    """Top-5 classes and label of every test image, in test-set order, from one seed's run."""
+    return predictions_dir(strategy) / f"seed_{seed}.npz"

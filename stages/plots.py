@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import PowerNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from stages import paths  # noqa: E402
+from stages import comparison, cost, paths  # noqa: E402
 from stages.aggregate import SPREAD_SUFFIXES  # noqa: E402
 from stages.atomic import atomic_path, write_json  # noqa: E402
 from stages.config import BACKBONE_BLOCKS, IMAGENET_WEIGHTS, Params, StrategyConfig, load_params  # noqa: E402
@@ -377,10 +377,18 @@ def main() -> None:
     """Command line: python -m stages.plots."""
     params = load_params()
     results = [load_result(strategy) for strategy in params.strategies.values()]
+    # Read and checked before anything is written: a bad predictions file leaves plots/ as it was.
+    names = [result.strategy.name for result in results]
+    pairs = comparison.compare_strategies(
+        {result.strategy.name: result.metrics for result in results},
+        {result.strategy.name: result.confusion["seeds"] for result in results},
+    )
+    cost_rows = [cost.cost_row(r.strategy.name, r.metrics, r.timing, r.history) for r in results]
     write_data(results)
     draw_figures(results)
+    sections = comparison.write_comparison(pairs, names) + "\n" + cost.write_cost(cost_rows)
     with atomic_path(REPORT_PATH) as temp_path:
-        temp_path.write_text(report(params, results))
+        temp_path.write_text(report(params, results) + "\n" + sections)
     print(f"plots: {len(results)} strategies -> {paths.PLOTS_DIR}/")
 
 

@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from stages import paths
 from stages.aggregate import combine_histories, combine_metrics
-from stages.atomic import save_torch, write_json
-from stages.batches import FeatureBatches, ImageBatches, cache_features, training_batches
+from stages.atomic import save_npz, save_torch, write_json
+from stages.batches import FeatureBatches, ImageBatches, cache_features, caches_features, training_batches
 from stages.checkpoint import EpochCheckpoints, FitProgress, run_key
 from stages.config import Params, StrategyConfig, TrainingConfig, load_params
 from stages.data import IMAGENET_MEAN, IMAGENET_STD, PreparedData, epoch_generator, load_prepared, shuffled_batches
@@ -37,6 +37,7 @@ from stages.distributed import (
 )
 from stages.errors import UserError, run_stage
 from stages.evaluation import Scores, TopKAccuracy, evaluate, superclass_top1
+from stages.flops import flops_per_training_run
 from stages.model import StrategyNet, build_network, count_parameters
 from stages.provenance import library_versions
 
@@ -52,6 +53,7 @@ class SeedRun:
     history: list[dict]  # seeds/seed_<n>/history.json
     confusion: torch.Tensor  # (classes, classes) int64 test-set counts
     timing: dict  # seeds/seed_<n>/timing.json
+    top5_predictions: torch.Tensor  # (test images, 5) int64: predictions/<strategy>/seed_<n>.npz
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,6 +341,7 @@ def train_seed(
     test_images = ImageBatches(data.split("test", compute.device), params.data.image_size, None, compute)
     test = evaluate(net, test_images, params.compute.eval_batch_size, num_classes, compute, ranks)
     metrics = final_metrics(test, progress, net, torch.from_numpy(data.fine_to_coarse))
+    metrics["train_flops"] = training_flops(net, strategy, params, data, compute)
     if ranks.is_main:
         print(
             f"train@{strategy.name} seed {seed}: best epoch {progress.best_epoch}, test top1 {test.top1:.4f} "
@@ -353,7 +356,7 @@ def train_seed(
         if progress.train_seconds
         else 0.0,
     }
-    return SeedRun(seed, metrics, progress.history, test.confusion, timing), net
+    return SeedRun(seed, metrics, progress.history, test.confusion, timing, test.top5_predictions), net
 
 
 def write_seed_results(strategy_name: str, run: SeedRun, data: PreparedData) -> None:
@@ -363,6 +366,31 @@ def write_seed_results(strategy_name: str, run: SeedRun, data: PreparedData) -> 
     write_json(folder / paths.HISTORY_FILE, run.history)
     write_json(folder / paths.CONFUSION_FILE, confusion_record(data, [run]))
     write_json(folder / paths.TIMING_FILE, run.timing)
+    write_predictions(strategy_name, run, data)
+
+
+def write_predictions(strategy_name: str, run: SeedRun, data: PreparedData) -> None:
+    """predictions/<strategy>/seed_<n>.npz: `top5` (N, 5) and `labels` (N,) int64 of the test set, in its order."""
+    arrays = {"top5": run.top5_predictions.numpy(), "labels": data.test_labels.astype("int64")}
+    save_npz(paths.predictions_path(strategy_name, run.seed), arrays)
+
+
+def training_flops(
+    net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, compute: Compute
+) -> int:
+    """metrics.json's train_flops: every training step and validation pass of one seed's run (stages/flops.py)."""
+    train_images = ImageBatches(data.split("train", compute.device), params.data.image_size, None, compute)
+    batches_kind = "features" if caches_features(net, train_images, strategy.augment) else "images"
+    training = strategy.training
+    return flops_per_training_run(
+        net,
+        batches_kind,
+        params.data.image_size,
+        training.batch_size,
+        len(data.train_labels),
+        len(data.val_labels),
+        training.epochs,
+    )
 
 
 def confusion_record(data: PreparedData, runs: list[SeedRun]) -> dict:

@@ -13,7 +13,7 @@ from stages.batches import ImageBatches
 from stages.config import load_params
 from stages.data import ImageSplit, normalize
 from stages.device import Compute
-from stages.evaluation import Scores, TopKAccuracy, confusion_counts, evaluate, superclass_top1
+from stages.evaluation import Scores, TopKAccuracy, confusion_counts, evaluate, superclass_top1, top_classes
 from stages.model import build_network
 from stages.train import build_optimizer, build_scheduler
 from stages.weights import write_random_weights
@@ -116,6 +116,15 @@ def test_evaluate_matches_whole_set_computation(batch_size, split):
     for label, predicted in zip(split.labels.tolist(), logits.argmax(dim=1).tolist()):
         expected_confusion[label, predicted] += 1
     assert torch.equal(scores.confusion, expected_confusion)
+    # Every image's five best classes, best first, in the split's order (predictions/<strategy>/seed_<n>.npz).
+    assert torch.equal(scores.top5_predictions, logits.topk(5).indices)
+
+
+def test_top_classes_break_ties_like_argmax():
+    logits = torch.tensor([[1.0, 3.0, 3.0, 0.0, 3.0, 2.0, 2.0]])
+    assert top_classes(logits).tolist() == [[1, 2, 4, 5, 6]]
+    assert top_classes(logits)[0, 0] == logits.argmax(dim=1)[0]
+    assert top_classes(logits[:, :3]).shape == (1, 3)  # fewer than five classes: all of them
 
 
 def test_confusion_counts_known_answer():
