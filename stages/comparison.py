@@ -14,7 +14,6 @@ The same for top-5. The numbers are a pure function of the predictions: the file
 """
 
 import itertools
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -52,7 +51,10 @@ def mcnemar_exact_p(a_only: int, b_only: int) -> float:
     discordant = a_only + b_only
     if discordant == 0:
         return 1.0
-    tail = sum(math.comb(discordant, k) for k in range(min(a_only, b_only) + 1))
+    term, tail = 1, 1  # math.comb(discordant, k) and the sum up to k, updated in place: exact big integers
+    for k in range(min(a_only, b_only)):
+        term = term * (discordant - k) // (k + 1)
+        tail += term
     return float(min(Fraction(1), Fraction(2 * tail, 2**discordant)))
 
 

@@ -65,9 +65,14 @@ def test_stage_outputs_are_the_paths_the_code_writes():
         str(paths.provenance_path(key)),
         str(paths.confusion_path(key)),
         str(paths.seeds_dir(key)),
+        str(paths.predictions_dir(key)),  # DVC-cached: the only train output without `cache: false`
     }
+    assert str(paths.predictions_dir(key)) in train["outs"]
     assert stage_body("plots")["outs"] == [{str(paths.PLOTS_DIR): {"cache": False}}]
-    assert str(paths.RESULTS_DIR) in stage_body("plots")["deps"]
+    # The plots stage reruns when results or predictions change, and checks predictions against the test labels.
+    assert {str(paths.RESULTS_DIR), str(paths.PREDICTIONS_DIR), str(paths.PREPARED_PATH)} <= set(
+        stage_body("plots")["deps"]
+    )
 
 
 def test_top_level_plots_show_every_strategy_and_figure():
@@ -81,6 +86,9 @@ def test_top_level_plots_show_every_strategy_and_figure():
         files = set(definition["y"])
         if files == {str(plots.FINAL_SCORES_PATH)}:
             continue
+        if files == {str(paths.COST_PATH)}:  # one row per strategy: names no strategy
+            assert definition["template"] == "scatter" and definition["x"] == "train_flops"
+            continue
         if files <= confusion_files:
             plotted_confusions |= files
             continue
@@ -88,4 +96,4 @@ def test_top_level_plots_show_every_strategy_and_figure():
         plotted_columns |= set(definition["y"].values())
     assert plotted_columns == set(plots.EPOCH_FIGURES)
     assert plotted_confusions == confusion_files
-    assert images == {str(path) for path in plots.figure_paths(strategies)}
+    assert images == {str(path) for path in plots.figure_paths(strategies)} | {str(paths.COST_FIGURE_PATH)}
