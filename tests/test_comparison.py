@@ -213,6 +213,7 @@ def test_pipeline_writes_predictions_comparison_and_cost(e2e_repo):
     shown = json.loads(repo.dvc("plots", "show", "--json"))
     scatter = json.dumps(shown["data"]["Test top-1 against training FLOPs"])
     assert all(str(row["train_flops"]) in scatter for row in rows)  # every strategy's point is rendered
+    assert '"color": {"field": "strategy"' in scatter and '"shape": {"field": "rev"' in scatter  # diff: revisions apart
 
 
 def test_predictions_are_byte_identical_across_identical_runs(e2e_repo):

@@ -87,7 +87,7 @@ def test_top_level_plots_show_every_strategy_and_figure():
         if files == {str(plots.FINAL_SCORES_PATH)}:
             continue
         if files == {str(paths.COST_PATH)}:  # one row per strategy: names no strategy
-            assert definition["template"] == "scatter" and definition["x"] == "train_flops"
+            assert definition["template"] == "cost_scatter" and definition["x"] == "train_flops"
             continue
         if files <= confusion_files:
             plotted_confusions |= files
