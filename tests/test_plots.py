@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from dvc_render.base import Renderer
 
 from stages import paths, plots
+from stages.atomic import save_npz
 from stages.errors import UserError
 
 ROOT = paths.PROJECT_ROOT
@@ -97,11 +99,31 @@ def metrics(index: int) -> dict:
     result = {}
     for key, value in figures.items():
         result |= {key: value, f"{key}_std": 0.0123}
-    return result | {"trainable_params": 51300 * (index + 1), "total_params": 11227812, "num_seeds": len(SEEDS)}
+    return result | {
+        "trainable_params": 51300 * (index + 1),
+        "total_params": 11227812,
+        "train_flops": 10**12 * (index + 1),
+        "num_seeds": len(SEEDS),
+    }
+
+
+TEST_LABELS = np.arange(100) % len(CLASS_NAMES)  # 100 test images: test_top1 0.6 + index / 100 is a whole count
+
+
+def write_predictions(root: Path) -> None:
+    """The prepared test labels, and per strategy and seed predictions that score metrics(index)'s test_top1."""
+    save_npz(root / paths.PREPARED_PATH, {"test_labels": TEST_LABELS})
+    others = (TEST_LABELS[:, None] + np.arange(1, 6)) % len(CLASS_NAMES)  # five classes, none the label
+    for index, name in enumerate(STRATEGIES):
+        top5 = others.copy()
+        top5[: 60 + index, 0] = TEST_LABELS[: 60 + index]
+        for seed in SEEDS:
+            save_npz(root / paths.predictions_path(name, seed), {"top5": top5, "labels": TEST_LABELS})
 
 
 def write_results(root: Path) -> None:
-    """Made-up results/<strategy>/ files of the train stage's format for every strategy."""
+    """Made-up results/<strategy>/ files of the train stage's format for every strategy, and their predictions."""
+    write_predictions(root)
     for index, name in enumerate(STRATEGIES):
         files = {
             paths.metrics_path(name): metrics(index),
@@ -281,3 +303,16 @@ def test_dvc_plots_diff_keeps_every_revision_and_strategy(dvc_repo):
         assert (
             spec["layer"][-2]["encoding"]["strokeDash"]["field"] == "rev"
         )  # revisions dashed apart, strategies coloured
+
+
+def test_strategies_with_several_seeds_are_compared_by_sign_flips(project):
+    pairs = read(project, paths.COMPARISON_PATH)["pairs"]
+    assert [(pair["a"], pair["b"]) for pair in pairs] == [
+        ("deep", "scratch"),
+        ("deep", "shallow"),
+        ("scratch", "shallow"),
+    ]
+    assert all(pair["test"] == "sign_flip_permutation" and pair["n_seeds"] == [2, 2] for pair in pairs)
+    assert pairs[0]["top1_diff"] == -0.01  # deep 0.61 - scratch 0.62: the two metrics.json means
+    assert [row["strategy"] for row in read(project, paths.COST_PATH)] == list(STRATEGIES)
+    assert "| deep | scratch | -1.0 |" in (project / plots.REPORT_PATH).read_text()
