@@ -9,7 +9,11 @@ top-level `plots:` of dvc.yaml):
   final_scores.json          one row per strategy and test accuracy: mean and std over seeds
   confusion/<strategy>.json  one {actual, predicted} row per test prediction (every seed's)
   <figure>.png               the same charts drawn by matplotlib, and a confusion heatmap per strategy
-  report.md                  the final table (mean ± std), provenance, figures, most-confused classes
+  report.md                  the final table (mean ± std), provenance, figures, most-confused classes,
+                             the paired comparison and the cost table
+  comparison.json            paired statistics of every two strategies (stages/comparison.py), from
+                             predictions/<strategy>/seed_<n>.npz checked against the prepared test labels
+  cost.json, cost.png        test top-1 against training FLOPs, one row per strategy (stages/cost.py)
 """
 
 import json

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -76,3 +77,12 @@ def test_two_processes_match_one_with_the_same_global_batch(project: Path):
         assert abs(parallel["val_top1"] - single["val_top1"]) <= TOP1_ATOL
     assert abs(parallel_metrics["test_top1"] - single_metrics["test_top1"]) <= TOP1_ATOL
     assert parallel_metrics["trainable_params"] == single_metrics["trainable_params"]
+    assert parallel_metrics["train_flops"] == single_metrics["train_flops"]  # the same work, split over ranks
+    # Every rank's share of the test set gathered back in test-set order: the rows score what metrics.json says.
+    with (
+        np.load(project / paths.predictions_path(STRATEGY, 0)) as saved,
+        np.load(project / paths.PREPARED_PATH) as data,
+    ):
+        assert np.array_equal(saved["labels"], data["test_labels"])
+        top1 = float(np.mean(saved["top5"][:, 0] == saved["labels"]))
+    assert top1 == pytest.approx(parallel_metrics["test_top1"], abs=1e-6)  # metrics.json rounds to 6 digits

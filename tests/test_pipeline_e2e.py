@@ -27,6 +27,7 @@ PROJECT_FILES = (
     ".dvc/config",
     ".dvc/.gitignore",
     ".dvc/plots/linear_band.json",
+    ".dvc/plots/cost_scatter.json",
 )
 STRATEGIES = ("shallow", "deep", "scratch")
 CHANCE_TOP1 = 0.01  # 100 classes
@@ -186,10 +187,12 @@ def test_forced_rerun_reproduces_the_same_bytes(repo: Repo):
         path: (repo.root / path).read_bytes() for path in (paths.metrics_path("scratch"), paths.history_path("scratch"))
     }
     model_hash_before = repo.locked_hash("train@scratch", paths.model_path("scratch"))
+    predictions_hash_before = repo.locked_hash("train@scratch", paths.predictions_dir("scratch"))
     output = repo.dvc("repro", "--force", "--single-item", "train@scratch")
     assert "Running stage 'train@scratch'" in output
     assert {path: (repo.root / path).read_bytes() for path in before} == before
     assert repo.locked_hash("train@scratch", paths.model_path("scratch")) == model_hash_before
+    assert repo.locked_hash("train@scratch", paths.predictions_dir("scratch")) == predictions_hash_before
 
 
 def test_exp_run_with_new_lr_retrains_only(repo: Repo):
