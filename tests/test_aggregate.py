@@ -56,3 +56,10 @@ def test_history_rows_hold_mean_min_and_max_per_epoch():
 def test_runs_of_different_lengths_are_a_bug_not_a_shorter_history():
     with pytest.raises(ValueError):
         combine_histories([[epoch_row(1, 1.0), epoch_row(2, 1.0)], [epoch_row(1, 1.0)]])
+
+
+def test_train_flops_depend_on_the_strategy_alone_and_have_no_std():
+    per_seed = [{"test_top1": top1, "train_flops": 3 * 10**13} for top1 in (0.5, 0.6)]
+    combined = combine_metrics(per_seed)
+    assert combined["train_flops"] == 3 * 10**13 and isinstance(combined["train_flops"], int)
+    assert "train_flops_std" not in combined

@@ -134,6 +134,7 @@ def test_repro_trains_every_strategy_and_learns(repo: Repo):
             *(f"{score}_std" for score in SCORES),
             "trainable_params",
             "total_params",
+            "train_flops",  # the same for every seed: no _std
             "num_seeds",
         }
         assert metrics[name]["num_seeds"] == 1 and all(metrics[name][f"{score}_std"] == 0.0 for score in SCORES)
