@@ -42,16 +42,11 @@ def save_torch(obj: object, path: Path) -> None:
 
 
 def save_npz(path: Path, arrays: dict) -> None:
-    """np.savez's format (uncompressed, readable by np.load), atomically, with the same bytes for the same arrays.
+    """np.savez of named arrays, atomically; the same arrays give the same bytes (members carry a fixed date).
 
-    np.savez stamps each member with the current time; this writes the members with a fixed date.
+    Through an open file: given a path, np.savez would append its own ".npz" to the temporary name.
     """
-    import zipfile
-
     import numpy as np
 
-    with atomic_path(path) as temp_path, zipfile.ZipFile(temp_path, "w", zipfile.ZIP_STORED) as archive:
-        for name, array in arrays.items():
-            member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            with archive.open(member, "w", force_zip64=True) as file:
-                np.lib.format.write_array(file, np.asanyarray(array), allow_pickle=False)
+    with atomic_path(path) as temp_path, open(temp_path, "wb") as file:
+        np.savez(file, **arrays)
