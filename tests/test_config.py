@@ -1,4 +1,7 @@
-"""params.yaml loading: the committed file parses, overrides apply per strategy, bad values fail in one line."""
+"""params.yaml loading: the committed file validates, overrides apply per strategy, bad values fail in one line.
+
+Every test but the first parses the test-owned TEST_PARAMS, never the committed values.
+"""
 
 import copy
 import os
@@ -13,14 +16,15 @@ import yaml
 from stages import paths
 from stages.config import BACKBONE_BLOCKS, load_params, parse_params
 from stages.errors import UserError
+from tests.project import params_tree
 
 PARAMS_FILE = paths.PROJECT_ROOT / paths.PARAMS_PATH
 
 
-@pytest.fixture(scope="module")
-def committed_tree() -> dict:
-    """The committed params.yaml as a plain YAML tree; tests mutate deep copies of it."""
-    return yaml.safe_load(PARAMS_FILE.read_text())
+@pytest.fixture
+def tree() -> dict:
+    """A fresh copy of the test-owned params tree."""
+    return params_tree()
 
 
 def parse_mutated(tree: dict, mutate: Callable[[dict], None]):
@@ -30,22 +34,29 @@ def parse_mutated(tree: dict, mutate: Callable[[dict], None]):
     return parse_params(mutated)
 
 
-def test_committed_params_define_the_three_strategies():
+def test_committed_params_load_and_validate():
+    # Whatever values and strategies a user commits, they must parse; nothing here asserts them.
     params = load_params(PARAMS_FILE)
-    assert list(params.strategies) == ["shallow", "deep", "scratch"]
+    assert params.strategies, "params.yaml defines no strategy"
+    for name, strategy in params.strategies.items():
+        assert strategy.name == name and strategy.training.seeds
+
+
+def test_strategies_parse_their_blocks_and_share_the_hyperparameters(tree):
+    params = parse_params(tree)
+    assert list(params.strategies) == list(tree["strategies"])
     shallow, deep, scratch = (params.strategies[name] for name in ("shallow", "deep", "scratch"))
     assert (shallow.pretrained, shallow.train_layers) == (True, ())
     assert (deep.pretrained, deep.train_layers) == (True, ("layer4",))
-    assert (scratch.pretrained, scratch.train_layers) == (False, ("stem", "layer1", "layer2", "layer3", "layer4"))
+    assert (scratch.pretrained, scratch.train_layers) == (False, BACKBONE_BLOCKS)
     # No strategy overrides anything, so each trains with the shared hyperparameters.
     for strategy in params.strategies.values():
         assert strategy.training == params.strategy
-    assert params.strategy.epochs == 10
-    assert params.data.val_size == 5000
+    assert params.strategy.epochs == tree["strategy"]["epochs"]
 
 
-def test_strategy_override_changes_only_that_strategy(committed_tree):
-    params = parse_mutated(committed_tree, lambda tree: tree["strategies"]["deep"].update(lr=0.1))
+def test_strategy_override_changes_only_that_strategy(tree):
+    params = parse_mutated(tree, lambda tree: tree["strategies"]["deep"].update(lr=0.1))
     assert params.strategies["deep"].training.lr == 0.1
     assert params.strategies["shallow"].training.lr == params.strategy.lr != 0.1
     assert params.strategies["scratch"].training.lr == params.strategy.lr
@@ -55,10 +66,8 @@ def test_strategy_override_changes_only_that_strategy(committed_tree):
         assert getattr(deep_training, field) == getattr(params.strategy, field)
 
 
-def test_train_layers_order_does_not_matter(committed_tree):
-    params = parse_mutated(
-        committed_tree, lambda tree: tree["strategies"]["deep"].update(train_layers=["layer4", "layer3"])
-    )
+def test_train_layers_order_does_not_matter(tree):
+    params = parse_mutated(tree, lambda tree: tree["strategies"]["deep"].update(train_layers=["layer4", "layer3"]))
     assert params.strategies["deep"].train_layers == ("layer3", "layer4")
 
 
@@ -118,34 +127,30 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_raises_one_line_user_error(committed_tree, case):
+def test_bad_input_raises_one_line_user_error(tree, case):
     mutate, fragments = BAD_INPUTS[case]
     with pytest.raises(UserError) as raised:
-        parse_mutated(committed_tree, mutate)
+        parse_mutated(tree, mutate)
     message = str(raised.value)
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} missing from {message!r}"
 
 
-def test_seeds_default_to_the_shared_list_and_can_be_overridden_per_strategy(committed_tree):
-    params = parse_mutated(committed_tree, lambda tree: tree["strategies"]["deep"].update(seeds=[3, 4]))
+def test_seeds_default_to_the_shared_list_and_can_be_overridden_per_strategy(tree):
+    params = parse_mutated(tree, lambda tree: tree["strategies"]["deep"].update(seeds=[3, 4]))
     assert params.strategies["deep"].training.seeds == (3, 4)
-    assert (
-        params.strategies["shallow"].training.seeds
-        == params.strategy.seeds
-        == tuple(committed_tree["strategy"]["seeds"])
-    )
+    assert params.strategies["shallow"].training.seeds == params.strategy.seeds == tuple(tree["strategy"]["seeds"])
 
 
-def test_override_errors_name_the_strategy(committed_tree):
+def test_override_errors_name_the_strategy(tree):
     with pytest.raises(UserError, match=r"^strategies\.deep\.lr = -1\.0 is invalid"):
-        parse_mutated(committed_tree, lambda tree: tree["strategies"]["deep"].update(lr=-1))
+        parse_mutated(tree, lambda tree: tree["strategies"]["deep"].update(lr=-1))
 
 
-def test_bad_lr_on_the_command_line_exits_2_with_one_line(tmp_path, committed_tree):
+def test_bad_lr_on_the_command_line_exits_2_with_one_line(tmp_path, tree):
     shutil.copytree(paths.PROJECT_ROOT / "stages", tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    bad_tree = copy.deepcopy(committed_tree)
+    bad_tree = copy.deepcopy(tree)
     bad_tree["strategy"]["lr"] = -1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad_tree))
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # import the copy, from cwd

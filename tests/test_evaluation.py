@@ -8,15 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages import paths
 from stages.batches import ImageBatches
-from stages.config import load_params
+from stages.config import parse_params
 from stages.data import ImageSplit, normalize
 from stages.device import Compute
 from stages.evaluation import Scores, TopKAccuracy, confusion_counts, evaluate, superclass_top1, top_classes
 from stages.model import build_network
 from stages.train import build_optimizer, build_scheduler
 from stages.weights import write_random_weights
+from tests.project import params_tree
 
 FP32_CPU = Compute(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
 
@@ -26,7 +26,7 @@ def images(split: ImageSplit) -> ImageBatches:
     return ImageBatches(split, 32, None, FP32_CPU)
 
 
-PARAMS = load_params(paths.PROJECT_ROOT / paths.PARAMS_PATH)  # the committed params.yaml
+PARAMS = parse_params(params_tree())  # test-owned values, never the committed params.yaml
 NUM_CLASSES = 100
 CPU = torch.device("cpu")
 
@@ -221,7 +221,7 @@ def test_adaptive_optimizers(name, kind, shallow_net):
     optimizer = build_optimizer(shallow_net, training)
     assert type(optimizer) is kind
     (group,) = optimizer.param_groups
-    assert (group["lr"], group["weight_decay"]) == (0.003, 0.0005)
+    assert (group["lr"], group["weight_decay"]) == (0.003, PARAMS.strategy.weight_decay)
 
 
 def test_sgd_without_momentum_is_plain_sgd(shallow_net):

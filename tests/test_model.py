@@ -9,17 +9,17 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from stages import paths
 from stages.batches import ImageBatches
-from stages.config import HeadConfig, load_params
+from stages.config import HeadConfig, parse_params
 from stages.data import ImageSplit, epoch_generator
 from stages.device import Compute
 from stages.errors import UserError
 from stages.model import StrategyNet, build_head, build_network, count_parameters, load_backbone_state
 from stages.train import build_optimizer, train_one_epoch
 from stages.weights import write_random_weights
+from tests.project import params_tree
 
-PARAMS = load_params(paths.PROJECT_ROOT / paths.PARAMS_PATH)  # the committed params.yaml
+PARAMS = parse_params(params_tree())  # test-owned values, never the committed params.yaml
 NUM_CLASSES = 100
 NET_SEED = PARAMS.strategy.seeds[0]  # seeds the head, and for scratch the whole backbone
 # The weights file must come from another seed than the network: build_network draws its
@@ -84,8 +84,8 @@ def tiny_split(num_images: int = 32, seed: int = 0) -> ImageSplit:
     return ImageSplit(images, labels)
 
 
-def test_committed_head_is_linear():
-    """The counts below assume the committed single Linear head."""
+def test_test_params_head_is_linear():
+    """The counts below assume the test params' single Linear head."""
     assert PARAMS.model.head == LINEAR_HEAD
 
 
