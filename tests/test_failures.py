@@ -1,8 +1,8 @@
 """Each user mistake, through the real stage command line: exit 2, one `error:` line, nothing left behind."""
 
-import copy
 import hashlib
 import http.server
+import importlib
 import re
 import shutil
 import socket
@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from stages import paths
 from stages.cifar_archive import write_synthetic_archive
+from stages.errors import run_stage
+from tests.project import params_tree, write_params
 
 # A fetch retry notice on stderr (stages/fetch.py prints one before each new attempt); not an error line.
 RETRY_NOTICE = re.compile(r"retrying \S+ in \d+\.\d s \(attempt \d+/\d+\): .+")
@@ -27,17 +28,6 @@ STAGE_TIMEOUT_SECONDS = 180
 # --- a project copy and its stages ------------------------------------------------------------
 
 
-def merge(tree: dict, changes: dict) -> dict:
-    """tree with changes applied, recursing into nested mappings; neither argument is modified."""
-    merged = copy.deepcopy(tree)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 @dataclass
 class Project:
     """A temporary copy of stages/ with its own params.yaml, where stages run as subprocesses."""
@@ -45,9 +35,8 @@ class Project:
     root: Path
 
     def write_params(self, changes: dict) -> None:
-        """The committed params.yaml with changes merged in (nested keys as nested dicts)."""
-        committed = yaml.safe_load((paths.PROJECT_ROOT / paths.PARAMS_PATH).read_text())
-        (self.root / paths.PARAMS_PATH).write_text(yaml.safe_dump(merge(committed, changes), sort_keys=False))
+        """The test params with changes merged in (nested keys as nested dicts)."""
+        write_params(self.root, params_tree(changes))
 
     def run(self, stage: str, *arguments: str) -> subprocess.CompletedProcess:
         """python -m stages.<stage> arguments..., in the project copy."""
@@ -58,6 +47,23 @@ class Project:
             text=True,
             timeout=STAGE_TIMEOUT_SECONDS,
         )
+
+    def run_in_process(self, stage: str, monkeypatch, capsys) -> tuple[subprocess.CompletedProcess, list[float]]:
+        """python -m stages.<stage> run in this process, with time.sleep recorded instead of slept.
+
+        Returns the run as a CompletedProcess and the delays the stage asked to sleep, in order.
+        """
+        delays: list[float] = []
+        monkeypatch.setattr("stages.fetch.time.sleep", delays.append)
+        monkeypatch.chdir(self.root)
+        capsys.readouterr()  # drop anything printed before
+        try:
+            run_stage(importlib.import_module(f"stages.{stage}").main)
+            returncode = 0
+        except SystemExit as exit_:
+            returncode = exit_.code
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess([stage], returncode, captured.out, captured.err), delays
 
     def run_ok(self, stage: str, *arguments: str) -> subprocess.CompletedProcess:
         """Run a stage that must succeed."""
@@ -81,7 +87,7 @@ class Project:
 
 
 def copy_project(root: Path) -> Project:
-    """Copy stages/ to root and write the committed params.yaml there."""
+    """Copy stages/ to root and write the test params there."""
     shutil.copytree(paths.PROJECT_ROOT / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     copied = Project(root)
     copied.write_params({})
@@ -90,7 +96,7 @@ def copy_project(root: Path) -> Project:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
-    """A fresh project copy with the committed params.yaml."""
+    """A fresh project copy with the test params."""
     return copy_project(tmp_path / "project")
 
 
@@ -132,7 +138,7 @@ def test_misspelt_key_names_it_and_suggests_the_real_one(project: Project):
 def test_unknown_strategy_on_the_command_line_lists_the_defined_ones(project: Project):
     message = error_line(project.run("train", "deeep"))
     assert "'deeep'" in message
-    assert message.endswith("params.yaml defines: shallow, deep, scratch"), message
+    assert message.endswith(f"params.yaml defines: {', '.join(params_tree()['strategies'])}"), message
     assert_left_nothing(project, *TRAIN_OUTPUTS, paths.model_path("deeep"), paths.results_dir("deeep"))
 
 
@@ -205,10 +211,12 @@ def test_http_download_with_wrong_md5_names_both_digests_and_keeps_nothing(
     assert server.requests == 1  # a wrong file is not fetched again
 
 
-def test_http_download_retries_503_then_succeeds(project: Project, server, served_archive: bytes):
+def test_http_download_retries_503_then_succeeds(project: Project, server, served_archive: bytes, monkeypatch, capsys):
     server.fail_first = 2
     project.write_params({"data": {"source": server.url, "md5": hashlib.md5(served_archive).hexdigest()}})
-    result = project.run_ok("download")  # default backoff: sleeps 1 s, then 2 s
+    result, delays = project.run_in_process("download", monkeypatch, capsys)
+    assert result.returncode == 0, result.stderr
+    assert delays == [1.0, 2.0]  # the default backoff, recorded rather than slept
     assert (project.root / paths.ARCHIVE_PATH).read_bytes() == served_archive
     assert server.requests == 3
     notices = result.stderr.splitlines()
@@ -218,13 +226,14 @@ def test_http_download_retries_503_then_succeeds(project: Project, server, serve
     assert project.stray_files() == []
 
 
-def test_unreachable_server_gives_the_offline_hint(project: Project):
+def test_unreachable_server_gives_the_offline_hint(project: Project, monkeypatch, capsys):
     with socket.socket() as probe:  # a port that was free a moment ago, so nothing listens on it
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     project.write_params({"data": {"source": f"http://127.0.0.1:{closed_port}/cifar-100-python.tar.gz"}})
-    # Default schedule: 5 attempts, sleeping 1 + 2 + 4 + 8 s between them.
-    message = error_line(project.run("download"), retry_notices=DEFAULT_ATTEMPTS - 1)
+    result, delays = project.run_in_process("download", monkeypatch, capsys)
+    assert delays == [1.0, 2.0, 4.0, 8.0]  # the default schedule: 5 attempts, recorded rather than slept
+    message = error_line(result, retry_notices=DEFAULT_ATTEMPTS - 1)
     assert "cannot reach 127.0.0.1" in message
     assert "data.source" in message and "'synthetic'" in message
     assert_left_nothing(project, paths.ARCHIVE_PATH)
@@ -262,7 +271,7 @@ def test_truncated_archive_names_the_archive_and_writes_nothing(project: Project
 
 def test_val_size_above_the_training_set_names_the_key_and_range(project: Project, served_archive: bytes):
     place_archive(project, served_archive)
-    project.write_params({"data": {"val_size": 5000}})  # the committed value; this archive has 200 training images
+    project.write_params({"data": {"val_size": 5000}})  # the real split's size; this archive has 200 training images
     message = error_line(project.run("prepare"))
     train_size = SERVED_ARCHIVE_SIZES["train_size"]
     assert "data.val_size = 5000" in message
