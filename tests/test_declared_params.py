@@ -2,7 +2,7 @@
 
 Every config dataclass is instrumented to record which leaf values a stage reads, by their
 params.yaml key path; each stage then runs for real on small synthetic data. The tests share one
-project folder and run in file order, each stage using what the one before it wrote.
+project folder, whose fixtures first run the stages a test's stage needs, so each test runs alone.
 """
 
 import dataclasses
@@ -16,12 +16,17 @@ import pytest
 import yaml
 
 from stages import config, download, paths, plots, prepare, train, weights
+from tests.project import merge, params_tree, write_params
 
 DVC_STAGES = yaml.safe_load((paths.PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
 CONFIG_CLASSES = [
     value for value in vars(config).values() if dataclasses.is_dataclass(value) and isinstance(value, type)
 ]
-SMALL_RUN = {"source": "synthetic", "val_size": 100, "synthetic": {"train_size": 400, "test_size": 100, "seed": 0}}
+SMALL_RUN = {
+    "data": {"val_size": 100, "synthetic": {"train_size": 400, "test_size": 100}},
+    "strategy": {"epochs": 1},
+}
+STRATEGIES = list(params_tree()["strategies"])
 
 
 def declared_params(stage: str, strategy: str = "") -> set[str]:
@@ -95,23 +100,34 @@ def assert_reads_match(reads: set[str], declared: set[str]) -> None:
     assert not unused, f"declares params it never reads: {sorted(unused)}"
 
 
-def write_params(project: Path, **changes: dict) -> None:
-    """The committed params.yaml with a small synthetic run and the given section changes."""
-    params = yaml.safe_load((paths.PROJECT_ROOT / "params.yaml").read_text())
-    params["data"].update(SMALL_RUN)
-    params["model"]["weights"] = "random"
-    params["strategy"]["epochs"] = 1
-    for section, values in changes.items():
-        params[section].update(values)
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
+def write_small_params(project: Path, **changes: dict) -> None:
+    """The test params for a tiny synthetic run, with the given section changes."""
+    write_params(project, params_tree(merge(SMALL_RUN, changes)))
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A project copy with params for a tiny synthetic run (stages run in-process with it as cwd)."""
+    """A folder with params for a tiny synthetic run and the data and weights the train stage reads.
+
+    Stages run in-process with it as cwd.
+    """
     root = tmp_path_factory.mktemp("project")
-    write_params(root)
+    write_small_params(root)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(root)
+        for stage_module in (download, prepare, weights):
+            stage_module.main()
     return root
+
+
+@pytest.fixture(scope="module")
+def train_reads(project) -> dict[str, set[str]]:
+    """The params keys each strategy's train stage read, by strategy; leaves every strategy's results."""
+    reads = {}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for strategy in STRATEGIES:
+            reads[strategy] = run_recorded(train, project, monkeypatch, strategy)
+    return reads
 
 
 def run_recorded(stage_module, project: Path, monkeypatch, *arguments: str) -> set[str]:
@@ -130,11 +146,11 @@ def test_download_reads_what_it_declares(project, monkeypatch):
     archive_copy = project / "copy.tar.gz"
     shutil.copy(project / paths.ARCHIVE_PATH, archive_copy)
     md5 = subprocess.run(["md5sum", str(archive_copy)], capture_output=True, text=True, check=True).stdout.split()[0]
-    write_params(project, data={"source": str(archive_copy), "md5": md5})
+    write_small_params(project, data={"source": str(archive_copy), "md5": md5})
     try:
         reads |= run_recorded(download, project, monkeypatch)  # a local file, checked against data.md5
     finally:
-        write_params(project)
+        write_small_params(project)
     assert_reads_match(reads, declared_params("download"))
 
 
@@ -146,21 +162,20 @@ def test_weights_reads_what_it_declares(project, monkeypatch):
     reads = run_recorded(weights, project, monkeypatch)  # random
     weights_copy = project / "copy.pth"
     shutil.copy(project / paths.PRETRAINED_PATH, weights_copy)
-    write_params(project, model={"weights": str(weights_copy)})
+    write_small_params(project, model={"weights": str(weights_copy)})
     try:
         reads |= run_recorded(weights, project, monkeypatch)  # a local file
     finally:
-        write_params(project)
+        write_small_params(project)
     assert_reads_match(reads, declared_params("weights"))
 
 
-@pytest.mark.parametrize("strategy", ["shallow", "deep", "scratch"])
-def test_train_reads_what_it_declares(project, monkeypatch, strategy):
-    reads = run_recorded(train, project, monkeypatch, strategy)
-    assert_reads_match(reads, declared_params("train", strategy))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_train_reads_what_it_declares(train_reads, strategy):
+    assert_reads_match(train_reads[strategy], declared_params("train", strategy))
 
 
-def test_plots_reads_what_it_declares(project, monkeypatch):
+def test_plots_reads_what_it_declares(project, train_reads, monkeypatch):
     reads = run_recorded(plots, project, monkeypatch)
     assert_reads_match(reads, declared_params("plots"))
 
