@@ -15,15 +15,15 @@ import pytest
 import yaml
 
 from stages import paths
+from tests.project import merge, params_tree, write_params
 
 STRATEGY = "deep"
-SMALL_RUN = {  # about 1.5 s an epoch on 2 CPU cores
-    "source": "synthetic",
-    "val_size": 200,
-    "synthetic": {"train_size": 1200, "test_size": 200, "seed": 0},
-}
-EPOCHS = 3
+EPOCHS = 2
 SEEDS = [0, 1]
+SMALL_RUN = {  # under a second an epoch on 2 CPU cores: long enough for the signal to land mid-epoch
+    "data": {"val_size": 200, "synthetic": {"train_size": 800, "test_size": 200}},
+    "strategy": {"epochs": EPOCHS, "batch_size": 64, "seeds": SEEDS},
+}
 KILLED_SEED = SEEDS[-1]
 CHECKPOINT_WAIT_SECONDS = 120
 
@@ -38,13 +38,9 @@ def run_stage(project: Path, *arguments: str, check: bool = True) -> subprocess.
     return result
 
 
-def write_params(project: Path, **strategy_changes) -> None:
-    """The committed params.yaml, shrunk to a small synthetic run, with strategy_changes applied."""
-    params = yaml.safe_load((paths.PROJECT_ROOT / "params.yaml").read_text())
-    params["data"].update(SMALL_RUN)
-    params["model"]["weights"] = "random"
-    params["strategy"].update(epochs=EPOCHS, batch_size=64, seeds=SEEDS, **strategy_changes)
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
+def write_small_params(project: Path, **strategy_changes) -> None:
+    """The test params for a small synthetic run with two seeds, with strategy_changes applied."""
+    write_params(project, params_tree(merge(SMALL_RUN, {"strategy": strategy_changes})))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +48,7 @@ def project(tmp_path_factory) -> Path:
     """A project copy with data and weights made, ready to run the train stage."""
     root = tmp_path_factory.mktemp("project")
     shutil.copytree(paths.PROJECT_ROOT / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    write_params(root)
+    write_small_params(root)
     for stage in ("download", "prepare", "weights"):
         run_stage(root, f"stages.{stage}")
     return root
@@ -83,13 +79,17 @@ def start_and_kill_after_first_epoch(project: Path, signal_number: int) -> subpr
         stderr=subprocess.PIPE,
         text=True,
     )
-    checkpoint = project / paths.checkpoint_path(STRATEGY, KILLED_SEED)
-    deadline = time.monotonic() + CHECKPOINT_WAIT_SECONDS
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert checkpoint.exists(), "no checkpoint appeared"
-    process.send_signal(signal_number)
-    stdout, stderr = process.communicate(timeout=120)
+    try:
+        checkpoint = project / paths.checkpoint_path(STRATEGY, KILLED_SEED)
+        deadline = time.monotonic() + CHECKPOINT_WAIT_SECONDS
+        while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert checkpoint.exists(), "no checkpoint appeared"
+        process.send_signal(signal_number)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()  # a no-op once it exited; never leave a training process behind a failed test
+        process.wait()
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
@@ -126,11 +126,11 @@ def test_killed_run_resumes_to_identical_results(project: Path, uninterrupted: d
 def test_checkpoint_of_other_params_is_not_resumed(project: Path):
     clear_outputs(project)
     start_and_kill_after_first_epoch(project, signal.SIGTERM)
-    write_params(project, lr=0.02)
+    write_small_params(project, lr=0.02)
     try:
         rerun = run_stage(project, "stages.train", STRATEGY)
     finally:
-        write_params(project)
+        write_small_params(project)
     assert "ignoring checkpoint" in rerun.stdout and "other params, data or code" in rerun.stdout
     assert "resuming" not in rerun.stdout
     assert [row["epoch"] for row in yaml.safe_load((project / paths.history_path(STRATEGY)).read_text())] == list(
