@@ -133,6 +133,24 @@ class Repo:
             pytest.fail(f"{' '.join(command)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
         return result.stdout + result.stderr
 
+    def run_to_file(self, *command: str, output) -> None:
+        """Run a command that leaves processes behind (e.g. `dvc queue start`), its output to an open file.
+
+        A pipe would keep the call waiting until every process holding it ends; a file does not.
+        """
+        executable = str(Path(sys.executable).parent / command[0]) if command[0] == "dvc" else command[0]
+        result = subprocess.run(
+            [executable, *command[1:]],
+            cwd=self.root,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            timeout=COMMAND_TIMEOUT_SECONDS,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"{' '.join(command)} exited {result.returncode}; its output is in {output.name}")
+
     def dvc(self, *arguments: str, timeout: float = COMMAND_TIMEOUT_SECONDS) -> str:
         """Run the venv's dvc."""
         return self.run(str(Path(sys.executable).parent / "dvc"), *arguments, timeout=timeout)
@@ -162,3 +180,17 @@ class Repo:
         self.run("git", "reset", "-q", "--hard", commit)
         self.run("git", "clean", "-qfd")  # untracked, not ignored: DVC outputs come back from the cache below
         self.dvc("checkout", "--force")
+
+
+def processes_under(root: Path) -> list[str]:
+    """Command lines of the running processes whose working directory lies in root (Linux /proc)."""
+    found = []
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = (process / "cwd").resolve(strict=True)
+            command = (process / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        if cwd == root.resolve() or root.resolve() in cwd.parents:
+            found.append(f"{process.name}: {command}")
+    return found

@@ -1,15 +1,13 @@
 """End to end through the real dvc commands, on a small synthetic archive and random backbone weights.
 
-Copies the project into a temporary git repository, then: dvc repro, dvc exp run -S, dvc metrics
-diff, dvc plots diff, dvc status. The steps share one repository, so they run in file order.
+Every test starts from the shared repository of tests/conftest.py (`e2e_repo`): the project with
+the test params, after one `dvc repro`, committed. Each test runs alone and in any order; the
+experiments a test needs, it runs itself. Strategies come from the repository's params, never
+from a list here: a user may define any.
 """
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,43 +16,17 @@ import torch
 import yaml
 
 from stages import paths, plots
+from tests.project import Repo, params_tree, processes_under
 
-PROJECT_FILES = (
-    "params.yaml",
-    "dvc.yaml",
-    ".dvcignore",
-    ".gitignore",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    ".dvc/plots/linear_band.json",
-    ".dvc/plots/cost_scatter.json",
-)
-STRATEGIES = ("shallow", "deep", "scratch")
 CHANCE_TOP1 = 0.01  # 100 classes
-SMALL_RUN = {  # about 15 s of training per strategy on 2 CPU cores
-    "data": {"source": "synthetic", "val_size": 500, "synthetic": {"train_size": 3000, "test_size": 500}},
-    "model": {"weights": "random"},
-    "strategy": {"epochs": 3},
-}
-OTHER_LR = 0.03
-SCORES = (
-    "test_top1",
-    "test_top1_coarse",
-    "test_top5",
-    "test_loss",
-    "best_val_top1",
-    "best_epoch",
-)  # averaged over seeds
+# With N test images a guessing network's top-1 has standard deviation sqrt(0.01 * 0.99 / N),
+# 0.006 for the 300 of the test params: 5x chance lies 7 standard deviations above guessing.
+LEARNED_TOP1 = 5 * CHANCE_TOP1
+SCORES = ("test_top1", "test_top1_coarse", "test_top5", "test_loss", "best_val_top1", "best_epoch")  # seed means
 HISTORY_COLUMNS = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
+CHEAP_STRATEGY = "probe"  # head only on cached features: an experiment that retrains it costs a second
 QUEUE_TIMEOUT_SECONDS = 600
-
-
-def merge(tree: dict, changes: dict) -> dict:
-    """tree with changes applied recursively (nested mappings merge, other values replace)."""
-    merged = dict(tree)
-    for key, value in changes.items():
-        merged[key] = merge(tree[key], value) if isinstance(value, dict) else value
-    return merged
+QUEUE_STOP_SECONDS = 60
 
 
 def experiment_name(exp_run_output: str) -> str:
@@ -64,213 +36,11 @@ def experiment_name(exp_run_output: str) -> str:
     return match.group(1)
 
 
-class Repo:
-    """A throwaway git + DVC repository holding a copy of the project."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.experiments: dict[str, str] = {}  # what each `dvc exp run` changed -> its name
-        self.experiment_metrics: dict[str, dict] = {}  # the same key -> metrics() right after it ran
-        venv_bin = str(Path(sys.executable).parent)
-        self.env = {
-            **os.environ,
-            "PATH": venv_bin + os.pathsep + os.environ["PATH"],  # stage commands run `python -m ...`
-            "GIT_AUTHOR_NAME": "test",
-            "GIT_AUTHOR_EMAIL": "test@example.com",
-            "GIT_COMMITTER_NAME": "test",
-            "GIT_COMMITTER_EMAIL": "test@example.com",
-            "DVC_NO_ANALYTICS": "1",
-        }
-
-    def run(self, *command: str) -> str:
-        """Run a command in the repository; fail the test with its output if it fails."""
-        result = subprocess.run(command, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            pytest.fail(f"{' '.join(command)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
-        return result.stdout + result.stderr
-
-    def dvc(self, *arguments: str) -> str:
-        """Run the venv's dvc."""
-        return self.run(str(Path(sys.executable).parent / "dvc"), *arguments)
-
-    def read_json(self, path: Path) -> object:
-        """Parsed JSON file of the repository."""
-        return json.loads((self.root / path).read_text())
-
-    def locked_hash(self, stage: str, output: Path) -> str:
-        """The MD5 dvc.lock records for one output of a stage."""
-        lock = yaml.safe_load((self.root / "dvc.lock").read_text())
-        (entry,) = [out for out in lock["stages"][stage]["outs"] if out["path"] == str(output)]
-        return entry["md5"]
-
-    def metrics(self) -> dict[str, dict]:
-        """metrics.json of every strategy, by strategy."""
-        return {name: self.read_json(paths.metrics_path(name)) for name in STRATEGIES}
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Repo:
-    """The project copied into a fresh git repository, with params for a small synthetic run, committed."""
-    root = tmp_path_factory.mktemp("project")
-    shutil.copytree(paths.PROJECT_ROOT / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in PROJECT_FILES:
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(paths.PROJECT_ROOT / name, root / name)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    (root / "params.yaml").write_text(yaml.safe_dump(merge(params, SMALL_RUN), sort_keys=False))
-    repo = Repo(root)
-    repo.run("git", "init", "-q")
-    repo.run("git", "add", "-A")
-    repo.run("git", "commit", "-qm", "project")
-    return repo
-
-
-def test_repro_trains_every_strategy_and_learns(repo: Repo):
-    repo.dvc("repro")
-    metrics = repo.metrics()
-    for name in STRATEGIES:
-        assert set(metrics[name]) == {
-            *SCORES,
-            *(f"{score}_std" for score in SCORES),
-            "trainable_params",
-            "total_params",
-            "train_flops",  # the same for every seed: no _std
-            "num_seeds",
-        }
-        assert metrics[name]["num_seeds"] == 1 and all(metrics[name][f"{score}_std"] == 0.0 for score in SCORES)
-        # A prediction in the right class is in the right superclass too.
-        assert 0.0 <= metrics[name]["test_top1"] <= metrics[name]["test_top1_coarse"] <= 1.0
-        assert metrics[name]["test_top1"] <= metrics[name]["test_top5"] <= 1.0
-        history = repo.read_json(paths.history_path(name))
-        assert [row["epoch"] for row in history] == [1, 2, 3]
-        assert set(history[0]) == {"epoch", "lr"} | {
-            f"{column}{suffix}" for column in HISTORY_COLUMNS for suffix in ("", "_min", "_max")
-        }
-        assert metrics[name]["best_val_top1"] == round(max(row["val_top1"] for row in history), 6)
-        confusion = torch.tensor(repo.read_json(paths.confusion_path(name))["counts"])
-        assert confusion.sum() == SMALL_RUN["data"]["synthetic"]["test_size"]
-        assert (confusion.diagonal().sum() / confusion.sum()).item() == pytest.approx(
-            metrics[name]["test_top1"], abs=2e-3
-        )
-        checkpoint = torch.load(repo.root / paths.model_path(name), map_location="cpu", weights_only=True)
-        assert checkpoint["strategy"] == name
-        assert checkpoint["config"]["strategy"]["training"]["epochs"] == 3
-        assert len(checkpoint["class_names"]) == 100
-    # Learning happened where the network can learn: well above the 1% of guessing.
-    assert metrics["scratch"]["test_top1"] > 10 * CHANCE_TOP1
-    assert metrics["deep"]["test_top1"] > 10 * CHANCE_TOP1
-    assert metrics["shallow"]["trainable_params"] == 512 * 100 + 100
-    assert metrics["scratch"]["trainable_params"] == metrics["scratch"]["total_params"]
-    assert (
-        metrics["shallow"]["trainable_params"]
-        < metrics["deep"]["trainable_params"]
-        < metrics["scratch"]["trainable_params"]
-    )
-    for plot_file in [plots.FINAL_SCORES_PATH, plots.REPORT_PATH, *plots.figure_paths(list(STRATEGIES))]:
-        assert (repo.root / plot_file).is_file(), plot_file
-    for name in STRATEGIES:
-        assert (repo.root / plots.CURVES_DIR / f"{name}.json").is_file() and (
-            repo.root / plots.confusion_data_path(name)
-        ).is_file()
-    assert "| deep | yes | layer4 + head |" in (repo.root / plots.REPORT_PATH).read_text()
-
-
-def test_second_repro_reruns_nothing(repo: Repo):
-    output = repo.dvc("repro")
-    assert "Running stage" not in output
-    assert "Data and pipelines are up to date" in repo.dvc("status")
-    repo.run("git", "add", "-A")
-    repo.run("git", "commit", "-qm", "baseline run")
-
-
-def test_forced_rerun_reproduces_the_same_bytes(repo: Repo):
-    before = {
-        path: (repo.root / path).read_bytes() for path in (paths.metrics_path("scratch"), paths.history_path("scratch"))
-    }
-    model_hash_before = repo.locked_hash("train@scratch", paths.model_path("scratch"))
-    predictions_hash_before = repo.locked_hash("train@scratch", paths.predictions_dir("scratch"))
-    output = repo.dvc("repro", "--force", "--single-item", "train@scratch")
-    assert "Running stage 'train@scratch'" in output
-    assert {path: (repo.root / path).read_bytes() for path in before} == before
-    assert repo.locked_hash("train@scratch", paths.model_path("scratch")) == model_hash_before
-    assert repo.locked_hash("train@scratch", paths.predictions_dir("scratch")) == predictions_hash_before
-
-
-def test_exp_run_with_new_lr_retrains_only(repo: Repo):
-    baseline = repo.metrics()
-    output = repo.dvc("exp", "run", "-S", f"strategy.lr={OTHER_LR}")
-    repo.experiments["lr"] = experiment_name(output)
-    for stage in ("download", "prepare", "weights"):
-        assert f"Stage '{stage}' didn't change, skipping" in output
-    for stage in ("train@shallow", "train@deep", "train@scratch", "plots"):
-        assert f"Running stage '{stage}'" in output
-    changed = repo.metrics()
-    repo.experiment_metrics["lr"] = changed
-    for name in STRATEGIES:
-        assert changed[name]["test_loss"] != baseline[name]["test_loss"], name
-        assert repo.read_json(paths.history_path(name))[0]["lr"] == OTHER_LR
-    diff = json.loads(repo.dvc("metrics", "diff", "--json"))  # HEAD (baseline) against the workspace
-    for name in STRATEGIES:
-        test_loss = diff[str(paths.metrics_path(name))]["test_loss"]
-        assert (test_loss["old"], test_loss["new"]) == (baseline[name]["test_loss"], changed[name]["test_loss"])
-
-
-def test_changing_one_strategy_reruns_only_its_stage_and_plots(repo: Repo):
-    output = repo.dvc("exp", "run", "-S", "strategies.deep.train_layers=[layer3,layer4]")
-    repo.experiments["deep_layers"] = experiment_name(output)
-    assert "Running stage 'train@deep'" in output and "Running stage 'plots'" in output
-    for stage in ("download", "prepare", "weights", "train@shallow", "train@scratch"):
-        assert f"Stage '{stage}' didn't change, skipping" in output
-    assert "| deep | yes | layer3 + layer4 + head |" in (repo.root / plots.REPORT_PATH).read_text()
-
-
-def test_new_override_key_for_one_strategy(repo: Repo):
-    output = repo.dvc("exp", "run", "-S", "+strategies.scratch.lr=0.05")
-    repo.experiments["scratch_lr"] = experiment_name(output)
-    assert "Running stage 'train@scratch'" in output and "Running stage 'plots'" in output
-    for stage in ("train@shallow", "train@deep"):
-        assert f"Stage '{stage}' didn't change, skipping" in output
-    assert repo.read_json(paths.history_path("scratch"))[0]["lr"] == 0.05
-
-
-def test_more_seeds_for_one_strategy_report_mean_and_spread(repo: Repo):
-    one_seed = {
-        "metrics": repo.read_json(paths.metrics_path("shallow")),
-        "history": repo.read_json(paths.history_path("shallow")),
-    }
-    output = repo.dvc("exp", "run", "-S", "+strategies.shallow.seeds=[0,1,2]")
-    repo.experiments["shallow_seeds"] = experiment_name(output)
-    assert "Running stage 'train@shallow'" in output and "Running stage 'plots'" in output
-    for stage in ("train@deep", "train@scratch"):
-        assert f"Stage '{stage}' didn't change, skipping" in output
-    assert sorted(path.name for path in (repo.root / paths.seeds_dir("shallow")).iterdir()) == [
-        "seed_0",
-        "seed_1",
-        "seed_2",
-    ]
-    per_seed = [repo.read_json(paths.seed_dir("shallow", seed) / paths.METRICS_FILE) for seed in (0, 1, 2)]
-    # Seed 0 is the same run as before: adding seeds never changes the first one.
-    assert per_seed[0] == {key: value for key, value in one_seed["metrics"].items() if key in per_seed[0]}
-    assert repo.read_json(paths.seed_dir("shallow", 0) / paths.HISTORY_FILE) == [
-        {key: row[key] for key in ("epoch", "lr", *HISTORY_COLUMNS)} for row in one_seed["history"]
-    ]
-    combined = repo.read_json(paths.metrics_path("shallow"))
-    assert combined["num_seeds"] == 3
-    top1 = [metrics["test_top1"] for metrics in per_seed]
-    assert combined["test_top1"] == pytest.approx(sum(top1) / 3, abs=1e-6)
-    assert combined["test_top1_std"] == pytest.approx(
-        torch.tensor(top1, dtype=torch.float64).std().item(), abs=1e-6
-    )  # sample std
-    assert combined["test_top1_std"] > 0, "three seeds of one strategy gave identical test scores"
-    for row in repo.read_json(paths.history_path("shallow")):
-        for column in HISTORY_COLUMNS:
-            assert row[f"{column}_min"] <= row[column] <= row[f"{column}_max"]
-    assert (
-        sum(map(sum, repo.read_json(paths.confusion_path("shallow"))["counts"]))
-        == 3 * SMALL_RUN["data"]["synthetic"]["test_size"]
-    )
-    model_seed = repo.read_json(paths.provenance_path("shallow"))["model_seed"]
-    assert per_seed[model_seed]["best_val_top1"] == max(metrics["best_val_top1"] for metrics in per_seed)
+def locked_hash(repo: Repo, stage: str, output: Path) -> str:
+    """The MD5 dvc.lock records for one output of a stage."""
+    lock = yaml.safe_load((repo.root / "dvc.lock").read_text())
+    (entry,) = [out for out in lock["stages"][stage]["outs"] if out["path"] == str(output)]
+    return entry["md5"]
 
 
 def find_revisions(tree: object, matches) -> list[dict]:
@@ -286,63 +56,202 @@ def find_revisions(tree: object, matches) -> list[dict]:
     return found
 
 
-def test_exp_show_lists_the_experiment_with_metrics(repo: Repo):
-    assert set(repo.dvc("exp", "list", "--name-only").split()) == set(repo.experiments.values())
-    revisions = find_revisions(
-        json.loads(repo.dvc("exp", "show", "--json")), lambda entry: entry["name"] == repo.experiments["lr"]
+def assert_ran_only(output: str, ran: set[str], strategies: list[str]) -> None:
+    """`dvc exp run`/`repro` output ran exactly the stages in ran and skipped every other stage."""
+    every_stage = {"download", "prepare", "weights", "plots"} | {f"train@{name}" for name in strategies}
+    for stage in sorted(ran):
+        assert f"Running stage '{stage}'" in output, stage
+    for stage in sorted(every_stage - ran):
+        assert f"Stage '{stage}' didn't change, skipping" in output, stage
+
+
+def test_repro_trains_every_strategy_and_learns(e2e_repo: Repo):
+    metrics = e2e_repo.metrics()
+    test_size = e2e_repo.params()["data"]["synthetic"]["test_size"]
+    for name in e2e_repo.strategies():
+        assert {*SCORES, *(f"{score}_std" for score in SCORES), "trainable_params", "num_seeds"} <= set(metrics[name])
+        assert "train_flops_std" not in metrics[name]  # the same for every seed: no _std
+        assert metrics[name]["num_seeds"] == 1 and all(metrics[name][f"{score}_std"] == 0.0 for score in SCORES)
+        # A prediction in the right class is in the right superclass too.
+        assert 0.0 <= metrics[name]["test_top1"] <= metrics[name]["test_top1_coarse"] <= 1.0
+        assert metrics[name]["test_top1"] <= metrics[name]["test_top5"] <= 1.0
+        history = e2e_repo.read_json(paths.history_path(name))
+        epochs = e2e_repo.params()["strategy"]["epochs"]
+        assert [row["epoch"] for row in history] == list(range(1, epochs + 1))
+        columns = {f"{column}{suffix}" for column in HISTORY_COLUMNS for suffix in ("", "_min", "_max")}
+        assert {"epoch", "lr"} | columns <= set(history[0])
+        assert metrics[name]["best_val_top1"] == round(max(row["val_top1"] for row in history), 6)
+        confusion = torch.tensor(e2e_repo.read_json(paths.confusion_path(name))["counts"])
+        assert confusion.sum() == test_size
+        assert (confusion.diagonal().sum() / confusion.sum()).item() == pytest.approx(
+            metrics[name]["test_top1"], abs=1e-6
+        )
+        checkpoint = torch.load(e2e_repo.root / paths.model_path(name), map_location="cpu", weights_only=True)
+        assert checkpoint["strategy"] == name
+        assert len(checkpoint["class_names"]) == 100
+    # Learning happened where the network can learn: the backbone trains on learnable synthetic classes.
+    assert metrics["scratch"]["test_top1"] > LEARNED_TOP1
+    assert metrics["deep"]["test_top1"] > LEARNED_TOP1
+    assert metrics["shallow"]["trainable_params"] == 512 * 100 + 100
+    assert metrics["scratch"]["trainable_params"] == metrics["scratch"]["total_params"]
+    assert (
+        metrics["shallow"]["trainable_params"]
+        < metrics["deep"]["trainable_params"]
+        < metrics["scratch"]["trainable_params"]
     )
-    assert len(revisions) == 1, f"dvc exp show does not list {repo.experiments['lr']} once"
-    revision = revisions[0]
-    assert revision["params"]["params.yaml"]["data"]["strategy"]["lr"] == OTHER_LR
-    for name in STRATEGIES:
-        assert revision["metrics"][str(paths.metrics_path(name))]["data"] == repo.experiment_metrics["lr"][name]
+    assert (e2e_repo.root / plots.REPORT_PATH).is_file()
+    assert "| deep | yes | layer4 + head |" in (e2e_repo.root / plots.REPORT_PATH).read_text()
 
 
-def test_plots_diff_names_every_strategy(repo: Repo):
-    experiment = repo.experiments["lr"]
-    output_dir = repo.root / "plots_diff"
-    repo.dvc("plots", "diff", "HEAD", experiment, "-o", str(output_dir))
+def test_second_repro_reruns_nothing(e2e_repo: Repo):
+    output = e2e_repo.dvc("repro")
+    assert "Running stage" not in output
+    assert "Data and pipelines are up to date" in e2e_repo.dvc("status")
+
+
+def test_forced_rerun_reproduces_the_same_bytes(e2e_repo: Repo):
+    name = "deep"  # augmentation and training BatchNorm: every source of randomness of a run
+    before = {
+        path: (e2e_repo.root / path).read_bytes() for path in (paths.metrics_path(name), paths.history_path(name))
+    }
+    stage = f"train@{name}"
+    hashes_before = [locked_hash(e2e_repo, stage, out) for out in (paths.model_path(name), paths.predictions_dir(name))]
+    output = e2e_repo.dvc("repro", "--force", "--single-item", stage)
+    assert f"Running stage '{stage}'" in output
+    assert {path: (e2e_repo.root / path).read_bytes() for path in before} == before
+    assert [locked_hash(e2e_repo, stage, out) for out in (paths.model_path(name), paths.predictions_dir(name))] == (
+        hashes_before
+    )
+
+
+def test_exp_run_with_new_lr_retrains_only_the_train_stages_and_shows_in_exp_show(e2e_repo: Repo):
+    strategies = e2e_repo.strategies()
+    baseline = e2e_repo.metrics()
+    new_lr = e2e_repo.params()["strategy"]["lr"] * 0.6
+    output = e2e_repo.dvc("exp", "run", "-S", f"strategy.lr={new_lr}")
+    name = experiment_name(output)
+    assert_ran_only(output, {f"train@{strategy}" for strategy in strategies} | {"plots"}, strategies)
+    changed = e2e_repo.metrics()
+    for strategy in strategies:
+        assert changed[strategy]["test_loss"] != baseline[strategy]["test_loss"], strategy
+        assert e2e_repo.read_json(paths.history_path(strategy))[0]["lr"] == new_lr
+    diff = json.loads(e2e_repo.dvc("metrics", "diff", "--json"))  # HEAD (baseline) against the workspace
+    for strategy in strategies:
+        test_loss = diff[str(paths.metrics_path(strategy))]["test_loss"]
+        assert (test_loss["old"], test_loss["new"]) == (baseline[strategy]["test_loss"], changed[strategy]["test_loss"])
+    assert name in e2e_repo.dvc("exp", "list", "--name-only").split()
+    revisions = find_revisions(json.loads(e2e_repo.dvc("exp", "show", "--json")), lambda entry: entry["name"] == name)
+    assert len(revisions) == 1, f"dvc exp show does not list {name} once"
+    assert revisions[0]["params"]["params.yaml"]["data"]["strategy"]["lr"] == new_lr
+    for strategy in strategies:
+        assert revisions[0]["metrics"][str(paths.metrics_path(strategy))]["data"] == changed[strategy]
+
+
+def test_changing_one_strategy_reruns_only_its_stage_and_plots(e2e_repo: Repo):
+    output = e2e_repo.dvc("exp", "run", "-S", "strategies.deep.train_layers=[layer3,layer4]")
+    assert_ran_only(output, {"train@deep", "plots"}, e2e_repo.strategies())
+    assert "| deep | yes | layer3 + layer4 + head |" in (e2e_repo.root / plots.REPORT_PATH).read_text()
+
+
+def test_new_override_key_for_one_strategy_and_plots_diff(e2e_repo: Repo):
+    output = e2e_repo.dvc("exp", "run", "-S", f"+strategies.{CHEAP_STRATEGY}.lr=0.2")
+    experiment = experiment_name(output)
+    assert_ran_only(output, {f"train@{CHEAP_STRATEGY}", "plots"}, e2e_repo.strategies())
+    assert e2e_repo.read_json(paths.history_path(CHEAP_STRATEGY))[0]["lr"] == 0.2
+    output_dir = e2e_repo.root / "plots_diff"
+    e2e_repo.dvc("plots", "diff", "HEAD", experiment, "-o", str(output_dir))
     html = (output_dir / "index.html").read_text()
-    for name in STRATEGIES:
-        assert re.search(rf'"filename": "{name}\.json"', html), name
     assert f'"rev": "{experiment}"' in html and '"rev": "HEAD"' in html
+    for strategy in e2e_repo.strategies():
+        assert strategy in html, strategy
 
 
-def test_queued_experiments_run_in_parallel(repo: Repo):
-    queued_lrs = (0.011, 0.012)
-    repo.dvc("exp", "run", "--queue", "-S", f"strategy.lr={queued_lrs[0]},{queued_lrs[1]}")
-    repo.dvc("queue", "start", "-j", "2")
+def test_more_seeds_for_one_strategy_report_mean_and_spread(e2e_repo: Repo):
+    name = CHEAP_STRATEGY
+    one_seed = {
+        "metrics": e2e_repo.read_json(paths.metrics_path(name)),
+        "history": e2e_repo.read_json(paths.history_path(name)),
+    }
+    output = e2e_repo.dvc("exp", "run", "-S", f"+strategies.{name}.seeds=[0,1,2]")
+    assert_ran_only(output, {f"train@{name}", "plots"}, e2e_repo.strategies())
+    seed_folders = sorted(path.name for path in (e2e_repo.root / paths.seeds_dir(name)).iterdir())
+    assert seed_folders == ["seed_0", "seed_1", "seed_2"]
+    per_seed = [e2e_repo.read_json(paths.seed_dir(name, seed) / paths.METRICS_FILE) for seed in (0, 1, 2)]
+    # Seed 0 is the same run as before: adding seeds never changes the first one.
+    assert per_seed[0] == {key: value for key, value in one_seed["metrics"].items() if key in per_seed[0]}
+    assert e2e_repo.read_json(paths.seed_dir(name, 0) / paths.HISTORY_FILE) == [
+        {key: row[key] for key in ("epoch", "lr", *HISTORY_COLUMNS)} for row in one_seed["history"]
+    ]
+    combined = e2e_repo.read_json(paths.metrics_path(name))
+    assert combined["num_seeds"] == 3
+    top1 = [metrics["test_top1"] for metrics in per_seed]
+    assert combined["test_top1"] == pytest.approx(sum(top1) / 3, abs=1e-6)
+    sample_std = torch.tensor(top1, dtype=torch.float64).std().item()
+    assert combined["test_top1_std"] == pytest.approx(sample_std, abs=1e-6)
+    assert combined["best_val_top1_std"] > 0, "three seeds of one strategy gave identical validation scores"
+    for row in e2e_repo.read_json(paths.history_path(name)):
+        for column in HISTORY_COLUMNS:
+            assert row[f"{column}_min"] <= row[column] <= row[f"{column}_max"]
+    test_size = e2e_repo.params()["data"]["synthetic"]["test_size"]
+    assert sum(map(sum, e2e_repo.read_json(paths.confusion_path(name))["counts"])) == 3 * test_size
+    model_seed = e2e_repo.read_json(paths.provenance_path(name))["model_seed"]
+    assert per_seed[model_seed]["best_val_top1"] == max(metrics["best_val_top1"] for metrics in per_seed)
+
+
+@pytest.fixture
+def queue_repo(e2e_repo: Repo):
+    """The shared repository; afterwards its queue workers are stopped and none of its processes is left."""
+    yield e2e_repo
+    e2e_repo.dvc("queue", "stop", "--kill")
+    deadline = time.monotonic() + QUEUE_STOP_SECONDS
+    while processes_under(e2e_repo.root) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_under(e2e_repo.root) == [], "queue processes outlived the test"
+
+
+def test_queued_experiments_run_in_parallel(queue_repo: Repo, tmp_path):
+    queued_lrs = (0.11, 0.12)
+    queue_repo.dvc("exp", "run", "--queue", "-S", f"+strategies.{CHEAP_STRATEGY}.lr={queued_lrs[0]},{queued_lrs[1]}")
+    # The workers run detached and inherit the command's output: a pipe would keep this call waiting
+    # for them, so their output goes to a file.
+    with open(tmp_path / "queue_start.log", "w") as log:
+        queue_repo.run_to_file("dvc", "queue", "start", "-j", "2", output=log)
     deadline = time.monotonic() + QUEUE_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        status = repo.dvc("queue", "status")
+        status = queue_repo.dvc("queue", "status")
         if not re.search(r"\b(Queued|Running)\b", status):
             break
-        time.sleep(5)
+        time.sleep(1)
     else:
-        repo.dvc("queue", "kill", "--force", *re.findall(r"^(\w+)\s", status, flags=re.M))
         pytest.fail(f"the queue did not finish in {QUEUE_TIMEOUT_SECONDS} s:\n{status}")
     assert status.count("Success") == 2, status
-    shown = json.loads(repo.dvc("exp", "show", "--json"))
+    shown = json.loads(queue_repo.dvc("exp", "show", "--json"))
     for lr in queued_lrs:
         revisions = find_revisions(
-            shown, lambda entry: entry["data"]["params"]["params.yaml"]["data"]["strategy"]["lr"] == lr
+            shown,
+            lambda entry: entry["data"]["params"]["params.yaml"]["data"]["strategies"][CHEAP_STRATEGY].get("lr") == lr,
         )
         assert len(revisions) == 1, lr
-        for name in STRATEGIES:
-            assert 0 <= revisions[0]["metrics"][str(paths.metrics_path(name))]["data"]["test_top1"] <= 1
+        for strategy in queue_repo.strategies():
+            assert 0 <= revisions[0]["metrics"][str(paths.metrics_path(strategy))]["data"]["test_top1"] <= 1
 
 
-def test_push_then_pull_into_a_fresh_clone(repo: Repo, tmp_path):
-    repo.run("git", "checkout", "-q", "--", ".")  # back to the committed baseline after the experiments
-    repo.dvc("checkout", "--force")
+def test_push_then_pull_into_a_fresh_clone(e2e_repo: Repo, tmp_path):
     remote = tmp_path / "remote"
-    repo.dvc("remote", "add", "-d", "shared", str(remote))
-    repo.run("git", "commit", "-qam", "shared remote")
-    repo.dvc("push")
+    e2e_repo.dvc("remote", "add", "-d", "shared", str(remote))
+    e2e_repo.run("git", "commit", "-qam", "shared remote")
+    e2e_repo.dvc("push")
     clone = Repo(tmp_path / "clone")
-    repo.run("git", "clone", "-q", str(repo.root), str(clone.root))
+    e2e_repo.run("git", "clone", "-q", str(e2e_repo.root), str(clone.root))
     clone.dvc("pull")
     assert "Data and pipelines are up to date" in clone.dvc("status")
-    assert clone.metrics() == repo.metrics()
-    for name in STRATEGIES:
-        assert (clone.root / paths.model_path(name)).read_bytes() == (repo.root / paths.model_path(name)).read_bytes()
+    assert clone.metrics() == e2e_repo.metrics()
+    for strategy in e2e_repo.strategies():
+        assert (clone.root / paths.model_path(strategy)).read_bytes() == (
+            e2e_repo.root / paths.model_path(strategy)
+        ).read_bytes()
+
+
+def test_test_params_are_what_this_file_assumes():
+    # The assertions above name these strategies; the shared repository is built from the test params.
+    assert {"shallow", "deep", "scratch", CHEAP_STRATEGY} <= set(params_tree()["strategies"])
