@@ -27,6 +27,11 @@ The ratios (keys of the JSON object printed as the last line; target in brackets
   pipeline_vs_torchvision_loader   images/s of the scratch epoch / the bare step fed by the usual notebook input
                                    pipeline (a Dataset of PIL images, RandomCrop, RandomHorizontalFlip, ToTensor,
                                    Normalize, through DataLoader(shuffle=True)); best of --workers [>= 1.5]
+  bf16_vs_fp32                     images/s of a scratch epoch in bf16 / in fp32, both in params' channels_last [info]
+  deep_vs_scratch_epoch            seconds of a deep epoch with augmentation / a scratch epoch, both in the precision
+                                   that compute.precision auto chooses here [<= 0.8]
+  auto_vs_best_precision           for scratch and for deep, images/s in the precision auto chooses here / the best of
+                                   fp32 and bf16, each with and without channels_last; the lower of the two [>= 0.95]
   peak_rss_mb                      peak resident memory of `python -m stages.train <--rss-strategy>`, 1 epoch, in a
                                    temporary copy of the project with synthetic data at the default sizes [<= 3000]
 """
@@ -82,7 +87,7 @@ DEFAULT_RSS_STRATEGY = (
 )
 WARMUP_STEPS = 2  # untimed steps before each contender's first timed epoch
 RSS_EPOCHS = 1  # epochs of the train stage whose peak memory is measured
-SCRATCH, SHALLOW = "scratch", "shallow"  # strategies of params.yaml that the epochs use
+SCRATCH, SHALLOW, DEEP = "scratch", "shallow", "deep"  # strategies of params.yaml that the epochs use
 LOG_TAIL_CHARS = 2000  # of a failed stage's output, shown in the error
 DECIMALS = 3  # of every float in the table and the JSON line
 # Runs argv[2:] with its output in the file argv[1] and prints "<its ru_maxrss> <its exit code>". A child
@@ -103,7 +108,16 @@ TARGETS = {
     "shallow_vs_scratch_epoch": ("<=", 0.30),
     "cached_shallow_vs_scratch_epoch": ("<=", 0.03),
     "pipeline_vs_torchvision_loader": (">=", 1.5),
+    "deep_vs_scratch_epoch": ("<=", 0.8),
+    "auto_vs_best_precision": (">=", 0.95),
     "peak_rss_mb": ("<=", 3000.0),
+}
+# Precision modes timed for scratch and deep: (autocast dtype, channels_last).
+PRECISION_MODES = {
+    "fp32": (None, False),
+    "fp32 channels_last": (None, True),
+    "bf16": (torch.bfloat16, False),
+    "bf16 channels_last": (torch.bfloat16, True),
 }
 
 
@@ -367,29 +381,31 @@ def subset(batches: ImageBatches, num_images: int) -> ImageBatches:
     return ImageBatches(split, batches.image_size, batches.augment_config, batches.compute)
 
 
-def strategy_net(bench: Bench, strategy: StrategyConfig) -> torch.nn.Module:
-    """The strategy's StrategyNet on the device, as stages.train builds it."""
+def strategy_net(bench: Bench, strategy: StrategyConfig, compute: Compute | None = None) -> torch.nn.Module:
+    """The strategy's StrategyNet on the device, as stages.train builds it (in compute's layout, else the bench's)."""
+    compute = compute or bench.compute
     net = build_network(strategy, bench.params.model.head, NUM_CLASSES, bench.pretrained_path, bench.seed)
-    return net.to(bench.compute.device, memory_format=bench.compute.memory_format)
+    return net.to(compute.device, memory_format=compute.memory_format)
 
 
-def epoch_contender(bench: Bench, strategy_name: str) -> Contender:
-    """train_one_epoch for the strategy over augmented ImageBatches, warmed up."""
+def epoch_contender(bench: Bench, strategy_name: str, compute: Compute | None = None) -> Contender:
+    """train_one_epoch for the strategy over augmented ImageBatches, warmed up (in compute, else the bench's)."""
+    compute = compute or bench.compute
     strategy = bench.params.strategy_named(strategy_name)
-    net = strategy_net(bench, strategy)
+    net = strategy_net(bench, strategy, compute)
     optimizer = build_optimizer(net, strategy.training)
-    batches = ImageBatches(bench.split, bench.params.data.image_size, bench.params.data.augment, bench.compute)
+    batches = ImageBatches(bench.split, bench.params.data.image_size, bench.params.data.augment, compute)
 
     def run(source: ImageBatches, epoch: int) -> int:
         """One train_one_epoch over source; returns images seen."""
-        generator = epoch_generator(bench.seed, epoch, bench.compute.device)
+        generator = epoch_generator(bench.seed, epoch, compute.device)
         return train_one_epoch(
             net,
             optimizer,
             source,
             bench.batch_size,
             generator,
-            bench.compute,
+            compute,
             NUM_CLASSES,
             f"benchmark {strategy_name}",
         )[2]
@@ -520,6 +536,38 @@ def peak_rss_mb(strategy: str, device: str) -> tuple[float, float]:
 # Report
 
 
+def mode_name(compute: Compute) -> str:
+    """The PRECISION_MODES key of compute's autocast dtype and layout."""
+    return next(name for name, mode in PRECISION_MODES.items() if mode == (compute.amp_dtype, compute.channels_last))
+
+
+def precision_contenders(bench: Bench) -> dict[str, Contender]:
+    """A warmed-up epoch of scratch and of deep in every precision mode, keyed '<strategy> <mode>'."""
+    return {
+        f"{strategy} {mode}": epoch_contender(bench, strategy, Compute(bench.compute.device, dtype, channels_last))
+        for strategy in (SCRATCH, DEEP)
+        for mode, (dtype, channels_last) in PRECISION_MODES.items()
+    }
+
+
+def precision_ratios(timings: dict[str, Timing], bench: Bench, auto: Compute) -> dict[str, float]:
+    """bf16_vs_fp32, deep_vs_scratch_epoch and auto_vs_best_precision from the precision contenders."""
+    layout = " channels_last" if bench.compute.channels_last else ""
+    chosen = mode_name(auto)
+
+    def auto_vs_best(strategy: str) -> float:
+        """Throughput of auto's mode / the best mode's, for one strategy."""
+        best = max(timings[f"{strategy} {mode}"].images_per_second for mode in PRECISION_MODES)
+        return timings[f"{strategy} {chosen}"].images_per_second / best
+
+    return {
+        "bf16_vs_fp32": timings[f"{SCRATCH} bf16{layout}"].images_per_second
+        / timings[f"{SCRATCH} fp32{layout}"].images_per_second,
+        "deep_vs_scratch_epoch": timings[f"{DEEP} {chosen}"].best / timings[f"{SCRATCH} {chosen}"].best,
+        "auto_vs_best_precision": min(auto_vs_best(SCRATCH), auto_vs_best(DEEP)),
+    }
+
+
 def ratios(timings: dict[str, Timing], loader_names: list[str], epochs: int) -> dict[str, float]:
     """The five throughput ratios from the contenders' best repeats."""
     scratch = timings[SCRATCH]
@@ -535,7 +583,9 @@ def ratios(timings: dict[str, Timing], loader_names: list[str], epochs: int) -> 
 
 
 def verdict(name: str, value: float | None) -> tuple[str, str]:
-    """(target text, 'pass'/'FAIL'/'skipped') for a JSON key, judged on the value as printed (3 decimals)."""
+    """(target text, 'pass'/'FAIL'/'skipped'/'info') for a JSON key, judged on the value as printed (3 decimals)."""
+    if name not in TARGETS:
+        return "", "info"
     comparison, target = TARGETS[name]
     if value is None:
         return f"{comparison} {target:g}", "skipped"
@@ -572,6 +622,11 @@ def measurement_rows(
             "s",
             f"(cache + {epochs} epochs) / {epochs}",
         ),
+    ]
+    rows += [
+        (f"train_one_epoch {name}", timings[name].images_per_second, "img/s", spread(timings[name]))
+        for name in timings
+        if name.split(" ")[0] in (SCRATCH, DEEP) and name.split(" ", 1)[-1].split(" ")[0] in ("fp32", "bf16")
     ]
     rows += [
         (
@@ -678,6 +733,7 @@ def main() -> None:
                 SCRATCH: epoch_contender(bench, SCRATCH),
                 "data path": data_path_contender(bench),
                 SHALLOW: epoch_contender(bench, SHALLOW),
+                **precision_contenders(bench),
             }
         project |= {"cache": cache, "cached epoch": cached_epoch}
         baselines = {
@@ -692,12 +748,15 @@ def main() -> None:
             SHALLOW,
             "cache",
             "cached epoch",
+            *(name for name in project if name.split(" ")[0] in (SCRATCH, DEEP) and name != SCRATCH),
             *loader_names,
         ]  # bare beside scratch: least drift between them
         contenders = {name: contenders[name] for name in order}
         timings = measure(contenders, args.repeats, bench.compute.device)
     epochs = params.strategy_named(SHALLOW).training.epochs
+    auto = resolve_compute(dataclasses.replace(params.compute, device=args.device, precision="auto"))
     results: dict[str, float | None] = dict(ratios(timings, loader_names, epochs))
+    results |= precision_ratios(timings, bench, auto)
     rss, rss_seconds = (None, 0.0) if args.skip_rss else peak_rss_mb(args.rss_strategy, args.device)
     results["peak_rss_mb"] = rss
     best_loader = max(loader_names, key=lambda name: timings[name].images_per_second)
@@ -706,6 +765,7 @@ def main() -> None:
             f"includes feature caching, amortised over {epochs} epochs (shallow's strategy.epochs)"
         ),
         "pipeline_vs_torchvision_loader": f"best baseline: {best_loader}",
+        "auto_vs_best_precision": f"auto chooses {mode_name(auto)} here",
         "peak_rss_mb": "skipped (--skip-rss)"
         if rss is None
         else f"train@{args.rss_strategy}, {RSS_EPOCHS} epoch, default data sizes, {rss_seconds:.0f} s",

@@ -9,6 +9,7 @@ import torch
 
 from stages.config import ComputeConfig
 from stages.errors import UserError
+from stages.precision import cpu_precision
 
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with native bf16 math
 
@@ -57,17 +58,21 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return any(flag in flags for flag in CPU_BF16_FLAGS)
 
 
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """compute.precision -> autocast dtype: bf16 where the hardware runs it natively under 'auto'."""
+def resolve_precision(name: str, device: torch.device, channels_last: bool = False) -> torch.dtype | None:
+    """compute.precision -> autocast dtype; 'auto' picks bf16 only where it is fast.
+
+    auto: bf16 on CUDA where supported; on a CPU with bf16 instructions whichever of bf16 and fp32
+    measured faster on this machine (stages/precision.py: measured once, then read back); else fp32.
+    """
     if name == "fp32":
         return None
     if name == "bf16":
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":
-        return torch.bfloat16 if cpu_has_native_bf16() else None
-    return None  # mps: autocast support varies by macOS version; fp32 is the safe default
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16 if cpu_precision(channels_last) == "bf16" else None
+    return None  # CPUs without bf16 instructions emulate it slowly; mps: autocast support varies by macOS
 
 
 def make_deterministic() -> None:
@@ -85,6 +90,5 @@ def make_deterministic() -> None:
 def resolve_compute(compute: ComputeConfig, local_rank: int = 0) -> Compute:
     """The Compute that compute.* params name on this machine, for the process with this local rank."""
     device = resolve_device(compute.device, local_rank)
-    return Compute(
-        device=device, amp_dtype=resolve_precision(compute.precision, device), channels_last=compute.channels_last
-    )
+    amp_dtype = resolve_precision(compute.precision, device, compute.channels_last)
+    return Compute(device=device, amp_dtype=amp_dtype, channels_last=compute.channels_last)

@@ -433,9 +433,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("strategy", help="a key of `strategies` in params.yaml, e.g. shallow, deep or scratch")
     strategy_name = parser.parse_args().strategy
-    nproc = load_params().compute.nproc
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        relaunch_under_torchrun(nproc, [strategy_name])
+    compute = load_params().compute
+    if compute.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        resolve_compute(compute)  # settles precision 'auto' once, before the ranks start, so all read one choice
+        relaunch_under_torchrun(compute.nproc, [strategy_name])
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         run(strategy_name)

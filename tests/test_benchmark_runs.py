@@ -1,10 +1,12 @@
 """The benchmark still runs against the current code and reports every ratio (its numbers are not judged here)."""
 
 import json
+import os
 import subprocess
 import sys
 
 from stages import paths
+from tests.project import params_tree, write_params
 
 RATIOS = (
     "train_step_vs_bare",
@@ -12,10 +14,19 @@ RATIOS = (
     "shallow_vs_scratch_epoch",
     "cached_shallow_vs_scratch_epoch",
     "pipeline_vs_torchvision_loader",
+    "bf16_vs_fp32",
+    "deep_vs_scratch_epoch",
+    "auto_vs_best_precision",
 )
 
 
-def test_benchmark_prints_every_ratio_as_its_last_line():
+def test_benchmark_prints_every_ratio_as_its_last_line(tmp_path):
+    write_params(tmp_path, params_tree())  # the benchmark reads params.yaml from its working directory
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(paths.PROJECT_ROOT),  # the project's code, run from the copy
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),  # precision auto's measured choice, never the user's
+    }
     result = subprocess.run(
         [
             sys.executable,
@@ -29,7 +40,8 @@ def test_benchmark_prints_every_ratio_as_its_last_line():
             "--workers",
             "0",
         ],
-        cwd=paths.PROJECT_ROOT,
+        cwd=tmp_path,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -38,5 +50,6 @@ def test_benchmark_prints_every_ratio_as_its_last_line():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for ratio in RATIOS:
         assert report[ratio] > 0, ratio
+    assert report["auto_vs_best_precision"] <= 1  # auto's mode is one of the measured ones
     assert report["peak_rss_mb"] is None  # skipped
     assert report["images"] == 256
