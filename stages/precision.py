@@ -23,10 +23,10 @@ from torchvision.models import resnet18
 from stages.atomic import write_json
 
 BF16_MARGIN = 1.10  # bf16's throughput must exceed fp32's by 10% to be chosen: ties stay fp32
-PROBE_BATCH = 64  # images per timed step
-PROBE_STEPS = 3  # timed steps per repeat
+PROBE_BATCH = 128  # images per timed step: the default strategy.batch_size
+PROBE_STEPS = 6  # timed steps per repeat
 PROBE_REPEATS = 3  # interleaved repeats per precision; the fastest counts
-PROBE_WARMUP_STEPS = 2  # untimed steps per precision first (kernel selection, allocations)
+PROBE_WARMUP_STEPS = 3  # untimed steps per precision first (oneDNN builds its bf16 kernels on first use)
 NUM_CLASSES = 100
 
 Probe = Callable[[torch.dtype | None, bool], float]  # (autocast dtype, channels_last) -> images/s
