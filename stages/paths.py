@@ -25,7 +25,7 @@ PLOTS_DIR = Path("plots")
 PREDICTIONS_DIR = Path("predictions")  # DVC-cached: per-image test predictions, too big for git
 COMPARISON_PATH = PLOTS_DIR / "comparison.json"  # paired statistics of every two strategies
 COST_PATH = PLOTS_DIR / "cost.json"  # one row per strategy: accuracy against training cost
-COST_FIGURE_PATH = PLOTS_DIR / "cost.png"
+COST_FIGURE_PATH = PLOTS_DIR / "figures" / "cost.png"  # with the other PNGs: one dvc.yaml entry shows all
 
 
 def model_path(strategy: str) -> Path:

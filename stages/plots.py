@@ -5,15 +5,17 @@ Run as: python -m stages.plots
 Reads results/<strategy>/ (metrics, history, confusion, timing and provenance; each figure the mean
 over the strategy's seeds, with its spread). Writes, under plots/ (rendered by DVC through the
 top-level `plots:` of dvc.yaml):
-  curves/<strategy>.json     per-epoch rows: each column's mean with its _min/_max over seeds
+  epochs.json                per-epoch rows of every strategy (a `strategy` field each): each column's
+                             mean with its _min/_max over seeds
   final_scores.json          one row per strategy and test accuracy: mean and std over seeds
-  confusion/<strategy>.json  one {actual, predicted} row per test prediction (every seed's)
-  <figure>.png               the same charts drawn by matplotlib, and a confusion heatmap per strategy
+  confusion.json             one {strategy, actual, predicted} row per test prediction (every seed's)
+  figures/<figure>.png       the same charts drawn by matplotlib, a confusion heatmap per strategy, cost.png
   report.md                  the final table (mean ± std), provenance, figures, most-confused classes,
                              the paired comparison and the cost table
   comparison.json            paired statistics of every two strategies (stages/comparison.py), from
                              predictions/<strategy>/seed_<n>.npz checked against the prepared test labels
-  cost.json, cost.png        test top-1 against training FLOPs, one row per strategy (stages/cost.py)
+  cost.json                  test top-1 against training FLOPs, one row per strategy (stages/cost.py)
+Every file holds all strategies, so dvc.yaml names none: a strategy added in params.yaml shows everywhere.
 """
 
 import json
@@ -34,8 +36,9 @@ from stages.atomic import atomic_path, write_json  # noqa: E402
 from stages.config import BACKBONE_BLOCKS, IMAGENET_WEIGHTS, Params, StrategyConfig, load_params  # noqa: E402
 from stages.errors import UserError, run_stage  # noqa: E402
 
-CURVES_DIR = paths.PLOTS_DIR / "curves"
-CONFUSION_DIR = paths.PLOTS_DIR / "confusion"
+EPOCHS_PATH = paths.PLOTS_DIR / "epochs.json"
+CONFUSION_PATH = paths.PLOTS_DIR / "confusion.json"
+FIGURES_DIR = paths.PLOTS_DIR / "figures"  # one plot entry in dvc.yaml renders every PNG here
 FINAL_SCORES_PATH = paths.PLOTS_DIR / "final_scores.json"
 REPORT_PATH = paths.PLOTS_DIR / "report.md"
 # history.json column -> (figure file stem, title, y label); dvc.yaml's top-level plots mirror these.
@@ -75,14 +78,9 @@ class ConfusedPair:
     share: float  # count / all predictions of `actual` images
 
 
-def confusion_data_path(strategy: str) -> Path:
-    """DVC confusion-plot rows of one strategy."""
-    return CONFUSION_DIR / f"{strategy}.json"
-
-
 def figure_path(stem: str) -> Path:
     """A matplotlib figure of the stage."""
-    return paths.PLOTS_DIR / f"{stem}.png"
+    return FIGURES_DIR / f"{stem}.png"
 
 
 def confusion_figure_path(strategy: str) -> Path:
@@ -152,11 +150,16 @@ def final_score_rows(results: list[StrategyResult]) -> list[dict]:
     ]
 
 
-def confusion_rows(confusion: dict) -> list[dict]:
-    """One {actual, predicted} row per test prediction: the long form DVC's confusion templates count."""
+def epoch_rows(results: list[StrategyResult]) -> list[dict]:
+    """Every strategy's history rows, each led by its `strategy`; extra history columns pass through."""
+    return [{"strategy": result.strategy.name, **row} for result in results for row in result.history]
+
+
+def confusion_rows(strategy: str, confusion: dict) -> list[dict]:
+    """One {strategy, actual, predicted} row per test prediction: the long form the confusion template counts."""
     names = confusion["class_names"]
     return [
-        {"actual": names[actual], "predicted": names[predicted]}
+        {"strategy": strategy, "actual": names[actual], "predicted": names[predicted]}
         for actual, row in enumerate(confusion["counts"])
         for predicted, count in enumerate(row)
         for _ in range(count)
@@ -359,11 +362,13 @@ def draw_confusion_figure(name: str, confusion: dict) -> plt.Figure:
 
 
 def write_data(results: list[StrategyResult]) -> None:
-    """The files DVC renders: curves, final scores and confusion rows."""
-    for result in results:
-        write_json(CURVES_DIR / f"{result.strategy.name}.json", result.history)
-        write_rows(confusion_data_path(result.strategy.name), confusion_rows(result.confusion))
+    """The files DVC renders, each holding every strategy: per-epoch rows, final scores, confusion rows."""
+    write_json(EPOCHS_PATH, epoch_rows(results))
     write_json(FINAL_SCORES_PATH, final_score_rows(results))
+    write_rows(
+        CONFUSION_PATH,
+        [row for result in results for row in confusion_rows(result.strategy.name, result.confusion)],
+    )
 
 
 def draw_figures(results: list[StrategyResult]) -> None:

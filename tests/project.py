@@ -19,7 +19,7 @@ import yaml
 from stages import paths
 
 # Everything a project copy needs to run its stages and `dvc` commands (paths relative to the root).
-PROJECT_PATHS = ("stages", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore")
+PROJECT_PATHS = ("stages", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "vendor")
 # Never copied: DVC's local cache and state, a user's local config, bytecode.
 IGNORED_IN_COPY = shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local")
 COMMAND_TIMEOUT_SECONDS = 600

@@ -75,25 +75,28 @@ def test_stage_outputs_are_the_paths_the_code_writes():
     )
 
 
-def test_top_level_plots_show_every_strategy_and_figure():
-    strategies = list(load_params(ROOT / "params.yaml").strategies)
-    curve_files = {str(plots.CURVES_DIR / f"{name}.json") for name in strategies}
-    confusion_files = {str(plots.confusion_data_path(name)) for name in strategies}
+def test_top_level_plots_follow_the_data_files_and_name_no_strategy():
     definitions = [next(iter(entry.items())) for entry in DVC_YAML["plots"] if isinstance(entry, dict)]
-    images = {entry for entry in DVC_YAML["plots"] if isinstance(entry, str)}
-    plotted_columns, plotted_confusions = set(), set()
-    for _, definition in definitions:
-        files = set(definition["y"])
-        if files == {str(plots.FINAL_SCORES_PATH)}:
-            continue
-        if files == {str(paths.COST_PATH)}:  # one row per strategy: names no strategy
-            assert definition["template"] == "cost_scatter" and definition["x"] == "train_flops"
-            continue
-        if files <= confusion_files:
-            plotted_confusions |= files
-            continue
-        assert files == curve_files
-        plotted_columns |= set(definition["y"].values())
-    assert plotted_columns == set(plots.EPOCH_FIGURES)
-    assert plotted_confusions == confusion_files
-    assert images == {str(path) for path in plots.figure_paths(strategies)} | {str(paths.COST_FIGURE_PATH)}
+    images = [entry for entry in DVC_YAML["plots"] if isinstance(entry, str)]
+    plotted = {(file, column) for _, definition in definitions for file, column in definition["y"].items()}
+    assert plotted == {(str(plots.EPOCHS_PATH), column) for column in plots.EPOCH_FIGURES} | {
+        (str(plots.FINAL_SCORES_PATH), "bar"),
+        (str(plots.CONFUSION_PATH), "actual"),
+        (str(paths.COST_PATH), "test_top1"),  # one row per strategy: names no strategy
+    }
+    assert images == [str(plots.FIGURES_DIR)]  # one directory entry: every PNG, whatever the strategies
+
+
+def test_artifacts_are_in_step_with_params_yaml():
+    # artifacts: cannot foreach, so it names each strategy; this reads the committed params.yaml on purpose.
+    strategies = set(load_params(ROOT / "params.yaml").strategies)
+    declared = {body["path"]: name for name, body in DVC_YAML.get("artifacts", {}).items()}
+    wanted = {str(paths.model_path(strategy)): strategy for strategy in strategies}
+    missing = [
+        f"resnet18-cifar100-{strategy}: {{path: {path}, type: model}}"
+        for path, strategy in wanted.items()
+        if path not in declared
+    ]
+    assert not missing, "dvc.yaml artifacts: lacks a strategy of params.yaml; add " + "; ".join(missing)
+    stale = sorted(name for path, name in declared.items() if path not in wanted)
+    assert not stale, f"dvc.yaml artifacts: {stale} name models of no strategy in params.yaml; remove them"

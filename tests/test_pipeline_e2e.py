@@ -99,7 +99,10 @@ def test_repro_trains_every_strategy_and_learns(e2e_repo: Repo):
         < metrics["deep"]["trainable_params"]
         < metrics["scratch"]["trainable_params"]
     )
-    assert (e2e_repo.root / plots.REPORT_PATH).is_file()
+    for plot_file in [plots.FINAL_SCORES_PATH, plots.REPORT_PATH, *plots.figure_paths(e2e_repo.strategies())]:
+        assert (e2e_repo.root / plot_file).is_file(), plot_file
+    for data_file in (plots.EPOCHS_PATH, plots.CONFUSION_PATH):
+        assert {row["strategy"] for row in e2e_repo.read_json(data_file)} == set(e2e_repo.strategies()), data_file
     assert "| deep | yes | layer4 + head |" in (e2e_repo.root / plots.REPORT_PATH).read_text()
 
 

@@ -171,12 +171,12 @@ def read(project: Path, path: Path) -> object:
     return json.loads((project / path).read_text())
 
 
-def test_curves_carry_the_mean_and_its_band(project):
+def test_one_epochs_file_holds_every_strategy_with_its_band(project):
+    rows = read(project, plots.EPOCHS_PATH)
     for index, name in enumerate(STRATEGIES):
-        rows = read(project, plots.CURVES_DIR / f"{name}.json")
-        assert rows == history(index)
-        for column in plots.EPOCH_FIGURES:
-            assert all(row[f"{column}_min"] < row[column] < row[f"{column}_max"] for row in rows)
+        assert [row for row in rows if row["strategy"] == name] == [{"strategy": name, **row} for row in history(index)]
+    for column in plots.EPOCH_FIGURES:
+        assert all(row[f"{column}_min"] < row[column] < row[f"{column}_max"] for row in rows)
 
 
 def test_final_scores_hold_mean_and_std(project):
@@ -188,8 +188,9 @@ def test_final_scores_hold_mean_and_std(project):
 
 def test_confusion_rows_expand_every_count(project):
     counts = known_counts()
+    all_rows = read(project, plots.CONFUSION_PATH)
     for name in STRATEGIES:
-        rows = read(project, plots.confusion_data_path(name))
+        rows = [row for row in all_rows if row["strategy"] == name]
         assert len(rows) == sum(map(sum, counts))
         tally = {}
         for row in rows:
@@ -211,7 +212,7 @@ def test_report_shows_scores_figures_and_confusion(project):
     assert not (project / paths.PLOTS_DIR / "summary.md").exists()
     for path in plots.figure_paths(list(STRATEGIES)):
         assert (project / path).stat().st_size > 0
-        assert f"]({path.name})" in report, path
+        assert f"]({path.relative_to(plots.REPORT_PATH.parent).as_posix()})" in report, path
     assert "| deep | yes | layer4 + head | 0.6100 ± 0.0123 | 0.7500 ± 0.0123 |" in report
     assert "| 2.5 ± 0.0 | 102,600 | 2.0 | 2 |" in report  # best epoch, trainable params, minutes per seed, seeds
     assert report.count("| class_3 | class_5 | 9 | 31.0% |") == len(STRATEGIES)  # 9 of 29 images of class_3
@@ -258,6 +259,8 @@ def dvc_repo(project, tmp_path_factory) -> Path:
     run(["git", "init", "-q"], root)
     run([DVC, "init", "-q"], root)
     shutil.copytree(ROOT / TEMPLATES_DIR, root / TEMPLATES_DIR)
+    shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")  # plots.html_template: the offline page
+    shutil.copytree(ROOT / "vendor", root / "vendor")
     run(["git", "add", "-A"], root)
     run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "plots"], root)
     return root
@@ -271,15 +274,16 @@ def band_plots(shown: dict) -> dict[str, dict]:
 def test_dvc_plots_show_renders_every_declared_plot(dvc_repo):
     run([DVC, "plots", "show", "-o", "html"], dvc_repo)
     html = (dvc_repo / "html" / "index.html").read_text()
-    images = [entry for entry in DECLARED_PLOTS if isinstance(entry, str)]
     for entry in DECLARED_PLOTS:
-        plot_id = entry if isinstance(entry, str) else next(iter(entry))
-        assert re.search(rf'id ?= ?"{re.escape(Renderer.remove_special_chars(plot_id))}"', html), plot_id
         if isinstance(entry, dict):
+            plot_id = next(iter(entry))
+            assert re.search(rf'id ?= ?"{re.escape(Renderer.remove_special_chars(plot_id))}"', html), plot_id
             assert f'"text": "{plot_id}"' in html, plot_id  # its spec was filled: the title anchor holds the id
-    assert {f"<p>{image}</p>" for image in images} <= set(re.findall(r"<p>[^<]*</p>", html))
+    # The figures directory entry: each PNG the stage drew, every strategy's confusion heatmap included.
+    pngs = sorted((dvc_repo / plots.FIGURES_DIR).glob("*.png"))
+    assert [png.name for png in pngs] == sorted(path.name for path in plots.figure_paths(list(STRATEGIES)))
     copied = {path.name: path.read_bytes() for path in (dvc_repo / "html" / "static").iterdir()}
-    assert copied == {"workspace_" + image.replace("/", "_"): (dvc_repo / image).read_bytes() for image in images}
+    assert copied == {"workspace_" + str(png.relative_to(dvc_repo)).replace("/", "_"): png.read_bytes() for png in pngs}
 
 
 def test_dvc_draws_a_band_from_min_to_max(dvc_repo):
@@ -291,15 +295,15 @@ def test_dvc_draws_a_band_from_min_to_max(dvc_repo):
         band = spec["layer"][0]["encoding"]
         assert (band["y"]["field"], band["y2"]["field"]) == (f"{column}_min", f"{column}_max")
         rows = spec["data"]["values"]
-        assert {row["filename"] for row in rows} == {f"{name}.json" for name in STRATEGIES}
+        assert {row["strategy"] for row in rows} == set(STRATEGIES)
         assert all(row[f"{column}_min"] < row[column] < row[f"{column}_max"] for row in rows)
 
 
 def test_dvc_plots_diff_keeps_every_revision_and_strategy(dvc_repo):
     shown = json.loads(run([DVC, "plots", "diff", "HEAD", "--json"], dvc_repo))
     for spec in band_plots(shown).values():
-        series = {(row["rev"], row["filename"]) for row in spec["data"]["values"]}
-        assert series == {(rev, f"{name}.json") for rev in ("HEAD", "workspace") for name in STRATEGIES}
+        series = {(row["rev"], row["strategy"]) for row in spec["data"]["values"]}
+        assert series == {(rev, name) for rev in ("HEAD", "workspace") for name in STRATEGIES}
         assert (
             spec["layer"][-2]["encoding"]["strokeDash"]["field"] == "rev"
         )  # revisions dashed apart, strategies coloured
