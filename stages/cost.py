@@ -75,7 +75,7 @@ def cost_section(rows: list[dict]) -> str:
 
 
 def write_cost(rows: list[dict]) -> str:
-    """Write plots/cost.json and plots/cost.png; return report.md's section."""
+    """Write plots/cost.json and plots/figures/cost.png; return report.md's section."""
     write_json(paths.COST_PATH, rows)
     figure = draw_cost_figure(rows)
     with atomic_path(paths.COST_FIGURE_PATH) as temp_path:

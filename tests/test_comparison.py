@@ -209,7 +209,7 @@ def test_pipeline_writes_predictions_comparison_and_cost(e2e_repo):
     assert "| a | b | top-1 difference | 95% CI | p |" in report
     assert all(f"| {pair['a']} | {pair['b']} |" in report for pair in pairs)
     assert report.count("- top-1: ") == len(pairs)
-    assert "(cost.png)" in report and (repo.root / paths.COST_FIGURE_PATH).stat().st_size > 0
+    assert "(figures/cost.png)" in report and (repo.root / paths.COST_FIGURE_PATH).stat().st_size > 0
     shown = json.loads(repo.dvc("plots", "show", "--json"))
     scatter = json.dumps(shown["data"]["Test top-1 against training FLOPs"])
     assert all(str(row["train_flops"]) in scatter for row in rows)  # every strategy's point is rendered

@@ -1,6 +1,7 @@
 """The plots stage on small made-up results: band fields, confusion rows, most-confused pairs, report,
 and the real `dvc plots show` rendering every plot dvc.yaml declares."""
 
+import itertools
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from dvc_render.base import Renderer
 from stages import paths, plots
 from stages.atomic import save_npz
 from stages.errors import UserError
+from tests.project import params_tree, write_params
 
 ROOT = paths.PROJECT_ROOT
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -30,7 +32,7 @@ BAND_PLOT_IDS = {
     for plot_id, body in entry.items()
     if body.get("template") == BAND_TEMPLATE
 }
-STRATEGIES = ("shallow", "deep", "scratch")  # as in the committed params.yaml
+STRATEGIES = tuple(params_tree()["strategies"])  # the test params: made-up results for each
 SEEDS = [0, 1]
 EPOCHS = 3
 CLASS_NAMES = [f"class_{index}" for index in range(10)]
@@ -156,9 +158,9 @@ def write_results(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A folder with the committed params.yaml, made-up results and the plots stage's outputs."""
+    """A folder with the test params, made-up results and the plots stage's outputs."""
     root = tmp_path_factory.mktemp("plots_project")
-    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    write_params(root, params_tree())
     write_results(root)
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(root)
@@ -222,7 +224,7 @@ def test_report_shows_scores_figures_and_confusion(project):
 
 
 def test_a_missing_result_names_the_file(tmp_path, monkeypatch):
-    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    write_params(tmp_path, params_tree())
     write_results(tmp_path)
     (tmp_path / paths.confusion_path("deep")).unlink()
     monkeypatch.chdir(tmp_path)
@@ -231,7 +233,7 @@ def test_a_missing_result_names_the_file(tmp_path, monkeypatch):
 
 
 def test_results_of_an_older_train_stage_name_the_missing_key(tmp_path, monkeypatch):
-    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    write_params(tmp_path, params_tree())
     write_results(tmp_path)
     single_run_history = [
         {key: value for key, value in row.items() if not key.endswith(("_min", "_max"))} for row in history(0)
@@ -281,7 +283,8 @@ def test_dvc_plots_show_renders_every_declared_plot(dvc_repo):
             assert f'"text": "{plot_id}"' in html, plot_id  # its spec was filled: the title anchor holds the id
     # The figures directory entry: each PNG the stage drew, every strategy's confusion heatmap included.
     pngs = sorted((dvc_repo / plots.FIGURES_DIR).glob("*.png"))
-    assert [png.name for png in pngs] == sorted(path.name for path in plots.figure_paths(list(STRATEGIES)))
+    drawn = [*plots.figure_paths(list(STRATEGIES)), paths.COST_FIGURE_PATH]
+    assert [png.name for png in pngs] == sorted(path.name for path in drawn)
     copied = {path.name: path.read_bytes() for path in (dvc_repo / "html" / "static").iterdir()}
     assert copied == {"workspace_" + str(png.relative_to(dvc_repo)).replace("/", "_"): png.read_bytes() for png in pngs}
 
@@ -311,12 +314,10 @@ def test_dvc_plots_diff_keeps_every_revision_and_strategy(dvc_repo):
 
 def test_strategies_with_several_seeds_are_compared_by_sign_flips(project):
     pairs = read(project, paths.COMPARISON_PATH)["pairs"]
-    assert [(pair["a"], pair["b"]) for pair in pairs] == [
-        ("deep", "scratch"),
-        ("deep", "shallow"),
-        ("scratch", "shallow"),
-    ]
+    # Every unordered pair once, each named in alphabetical order, the pairs sorted.
+    assert [(pair["a"], pair["b"]) for pair in pairs] == list(itertools.combinations(sorted(STRATEGIES), 2))
     assert all(pair["test"] == "sign_flip_permutation" and pair["n_seeds"] == [2, 2] for pair in pairs)
-    assert pairs[0]["top1_diff"] == -0.01  # deep 0.61 - scratch 0.62: the two metrics.json means
+    (deep_vs_scratch,) = [pair for pair in pairs if (pair["a"], pair["b"]) == ("deep", "scratch")]
+    assert deep_vs_scratch["top1_diff"] == -0.01  # deep 0.61 - scratch 0.62: the two metrics.json means
     assert [row["strategy"] for row in read(project, paths.COST_PATH)] == list(STRATEGIES)
     assert "| deep | scratch | -1.0 |" in (project / plots.REPORT_PATH).read_text()
