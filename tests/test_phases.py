@@ -27,6 +27,7 @@ NUM_CLASSES = 10
 CPU = torch.device("cpu")
 FP32 = Compute(device=CPU, amp_dtype=None, channels_last=False)
 SEED = 0
+BATCH_SIZE = 8  # two steps an epoch on tiny_data
 UNUSED_WEIGHTS = Path("no-pretrained-weights.pth")  # every strategy here starts from random init
 TWO_PHASES = [
     {"train_layers": [], "epochs": 1, "lr": 0.1},
@@ -34,7 +35,7 @@ TWO_PHASES = [
 ]
 
 
-def tiny_data(train: int = 48, val: int = 16, test: int = 16) -> PreparedData:
+def tiny_data(train: int = 16, val: int = 8, test: int = 8) -> PreparedData:
     """Seeded random 32x32 images in NUM_CLASSES classes."""
     rng = np.random.default_rng(0)
 
@@ -53,7 +54,7 @@ def tiny_data(train: int = 48, val: int = 16, test: int = 16) -> PreparedData:
 def params_with(**strategies):
     """Params of TEST_PARAMS (batch 16) whose strategies are the given ones, scratch-like unless they say."""
     entries = {name: {"pretrained": False, "augment": True, **fields} for name, fields in strategies.items()}
-    tree = params_tree({"strategy": {"batch_size": 16}})
+    tree = params_tree({"strategy": {"batch_size": BATCH_SIZE}})
     tree["strategies"] = entries
     return parse_params(tree)
 
@@ -88,7 +89,7 @@ def test_two_phases_equal_the_phases_run_by_hand(tmp_path):
     train_batches = ImageBatches(data.split("train", CPU), 32, params.data.augment, FP32)
     for epoch in (2, 3):
         generator = epoch_generator(SEED, epoch, CPU)
-        train_one_epoch(view, optimizer, train_batches, 16, generator, FP32, NUM_CLASSES, "by hand")
+        train_one_epoch(view, optimizer, train_batches, BATCH_SIZE, generator, FP32, NUM_CLASSES, "by hand")
         scheduler.step()
     # Same operations in the same order on the CPU: bit-identical, so no tolerance.
     assert_close(net.state_dict(), by_hand.state_dict(), rtol=0, atol=0)
@@ -115,12 +116,19 @@ class InterruptingCheckpoints(EpochCheckpoints):
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("stop_after", [1, 2], ids=["at the phase boundary", "inside phase 2"])
-def test_resume_inside_any_phase_gives_the_uninterrupted_run(tmp_path, stop_after):
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The two-phase run straight through: (params, data, net, progress)."""
     data = tiny_data()
     params = params_with(two={"phases": TWO_PHASES})
+    net, progress = run_fit(params, "two", tmp_path_factory.mktemp("straight") / "two.pt", data)
+    return params, data, net, progress
+
+
+@pytest.mark.parametrize("stop_after", [1, 2], ids=["at the phase boundary", "inside phase 2"])
+def test_resume_inside_any_phase_gives_the_uninterrupted_run(tmp_path, uninterrupted, stop_after):
+    params, data, net, progress = uninterrupted
     strategy = params.strategy_named("two")
-    net, progress = run_fit(params, "two", tmp_path / "straight.pt", data)
     path = tmp_path / "interrupted.pt"
     with pytest.raises(KeyboardInterrupt):
         fit(network(params, "two"), strategy, params, data, FP32, InterruptingCheckpoints(path, "key", stop_after), 0)
