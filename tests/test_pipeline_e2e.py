@@ -135,8 +135,13 @@ def test_repro_trains_every_strategy_and_learns(repo: Repo):
             "trainable_params",
             "total_params",
             "train_flops",  # the same for every seed: no _std
+            "lr",  # the (chosen) learning rate, the same for every seed: no _std
             "num_seeds",
         }
+        # A single lr is a search of one candidate, recorded like any other.
+        lr_search = repo.read_json(paths.lr_search_path(name))
+        assert [row["lr"] for row in lr_search] == [metrics[name]["lr"]]
+        assert lr_search[0]["best_val_top1"] == metrics[name]["best_val_top1"]
         assert metrics[name]["num_seeds"] == 1 and all(metrics[name][f"{score}_std"] == 0.0 for score in SCORES)
         # A prediction in the right class is in the right superclass too.
         assert 0.0 <= metrics[name]["test_top1"] <= metrics[name]["test_top1_coarse"] <= 1.0
