@@ -167,10 +167,12 @@ def parse_params(raw: object) -> Params:
     strategies_raw = _require_mapping(tree.get("strategies"), "strategies")
     simple_tree = {key: value for key, value in tree.items() if key != "strategies"}
     simple_tree["strategies"] = {}
-    shared_raw = _require_mapping(simple_tree.get("strategy"), "strategy")
-    shared_lrs = _parse_lrs(shared_raw.get("lr", 0.0), "strategy.lr")
-    # Params.strategy holds one number; the candidates travel beside it into every strategy.
-    simple_tree["strategy"] = {**shared_raw, "lr": shared_lrs[0]}
+    shared_raw = simple_tree.get("strategy")
+    shared_lrs = ()
+    if isinstance(shared_raw, dict) and "lr" in shared_raw:  # otherwise _build names what is missing
+        shared_lrs = _parse_lrs(shared_raw["lr"], "strategy.lr")
+        # Params.strategy holds one number; the candidates travel beside it into every strategy.
+        simple_tree["strategy"] = {**shared_raw, "lr": shared_lrs[0]}
     params = _build(Params, simple_tree, "")
     _validate_common(params)
     strategies = {
@@ -258,14 +260,15 @@ def _parse_phases(value: object, training: TrainingConfig, key_path: str) -> tup
 
 def _parse_lrs(value: object, key_path: str) -> tuple[float, ...]:
     """A learning rate or a non-empty list of candidates, each a finite number above 0."""
-    items = value if isinstance(value, list) else [value]
-    if not items:
+    if not isinstance(value, list):
+        lr = _convert(value, float, key_path)
+        _require_positive(lr, key_path)
+        return (lr,)
+    if not value:
         raise UserError(f"{key_path} = [] is invalid: use a number or a non-empty list of numbers, e.g. [0.05, 0.005]")
-    lrs = tuple(
-        _convert(item, float, key_path if item is value else f"{key_path}[{index}]") for index, item in enumerate(items)
-    )
+    lrs = tuple(_convert(item, float, f"{key_path}[{index}]") for index, item in enumerate(value))
     for index, lr in enumerate(lrs):
-        _require_positive(lr, key_path if len(items) == 1 and not isinstance(value, list) else f"{key_path}[{index}]")
+        _require_positive(lr, f"{key_path}[{index}]")
     return lrs
 
 
