@@ -6,7 +6,7 @@ import statistics
 SPREAD_COLUMNS = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
 SPREAD_SUFFIXES = ("_min", "_max")  # the lowest and highest seed; .dvc/plots/linear_band.json draws the band from them
 # Metrics that depend on the strategy alone: kept once, without a _std.
-SAME_FOR_EVERY_SEED = ("trainable_params", "total_params", "train_flops")
+SAME_FOR_EVERY_SEED = ("trainable_params", "total_params", "train_flops", "lr")
 
 
 def combine_metrics(per_seed: list[dict]) -> dict:
@@ -29,6 +29,8 @@ def combine_histories(per_seed: list[list[dict]]) -> list[dict]:
     for epoch_rows in zip(*per_seed, strict=True):
         first = epoch_rows[0]
         row = {"epoch": first["epoch"], "lr": first["lr"]}  # the schedule is the same for every seed
+        if "phase" in first:  # only strategies with phases have the column
+            row["phase"] = first["phase"]
         for column in SPREAD_COLUMNS:
             values = [epoch_row[column] for epoch_row in epoch_rows]
             lowest, highest = (column + suffix for suffix in SPREAD_SUFFIXES)

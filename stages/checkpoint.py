@@ -63,22 +63,23 @@ class EpochCheckpoints:
         }
         save_torch(state, self.path)
 
-    def load(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> FitProgress:
-        """Restore a matching checkpoint into net, optimizer and scheduler; a fresh FitProgress otherwise."""
+    def load(self, net: torch.nn.Module) -> tuple[FitProgress, dict]:
+        """Restore a matching checkpoint into net; its progress and its phase's optimizer and scheduler states.
+
+        The states are empty when nothing matched; they belong to the phase of the last completed epoch.
+        """
         if not self.path.is_file():
-            return FitProgress()
+            return FitProgress(), {}
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as error:  # a checkpoint is disposable: a broken one means starting over
             print(f"ignoring unreadable checkpoint {self.path}: {str(error).splitlines()[0]}", flush=True)
-            return FitProgress()
+            return FitProgress(), {}
         if state.get("key") != self.key:
             print(f"ignoring checkpoint {self.path}: it was made with other params, data or code", flush=True)
-            return FitProgress()
+            return FitProgress(), {}
         net.load_state_dict(state["net"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        return FitProgress(**state["progress"])
+        return FitProgress(**state["progress"]), {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}

@@ -27,6 +27,9 @@ MIN_IMAGE_SIZE = 32  # px; CIFAR images are 32x32 and are never downscaled
 STRATEGY_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 MAX_SEED = 2**32
 STRATEGY_KEYS = ("pretrained", "train_layers", "augment")  # what every `strategies` entry says
+OPTIONAL_STRATEGY_KEYS = ("stem", "phases")
+PHASE_KEY = "train_layers"  # the one key every phase must set; it may also set any `strategy` key but seeds
+STEMS = ("imagenet", "cifar")  # imagenet: torchvision's 7x7 stride-2 conv and max-pool; cifar: 3x3 stride-1, no pool
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,34 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class PhaseConfig:
+    train_layers: tuple[str, ...]  # backbone blocks that train in this phase, a suffix of BACKBONE_BLOCKS
+    training: TrainingConfig  # the strategy's training with this phase's overrides applied
+    own_lr: bool  # the phase sets its lr; a searched lr list then leaves it alone
+
+
+@dataclass(frozen=True)
 class StrategyConfig:
     name: str
     pretrained: bool
-    train_layers: tuple[str, ...]  # backbone blocks that train, a suffix of BACKBONE_BLOCKS
+    train_layers: tuple[str, ...]  # backbone blocks that train (with phases: the widest phase's)
     augment: bool  # apply data.augment; without it, frozen features are computed once
-    training: TrainingConfig  # `strategy` with this strategy's overrides applied
+    training: TrainingConfig  # `strategy` with this strategy's overrides applied (lr: the first candidate)
+    lrs: tuple[float, ...] = ()  # learning-rate candidates, chosen on validation; one entry: no search
+    stem: str = "imagenet"
+    phases: tuple[PhaseConfig, ...] = ()  # empty: one phase of train_layers and training
+
+    def run_phases(self) -> tuple[PhaseConfig, ...]:
+        """The phases training runs through, in order; a strategy without `phases` is one."""
+        return self.phases or (PhaseConfig(self.train_layers, self.training, own_lr=False),)
+
+    def at_lr(self, lr: float) -> "StrategyConfig":
+        """This strategy trained at one candidate lr: every phase without its own lr takes it."""
+        phases = tuple(
+            phase if phase.own_lr else dataclasses.replace(phase, training=dataclasses.replace(phase.training, lr=lr))
+            for phase in self.phases
+        )
+        return dataclasses.replace(self, training=dataclasses.replace(self.training, lr=lr), phases=phases)
 
 
 @dataclass(frozen=True)
@@ -142,36 +167,109 @@ def parse_params(raw: object) -> Params:
     strategies_raw = _require_mapping(tree.get("strategies"), "strategies")
     simple_tree = {key: value for key, value in tree.items() if key != "strategies"}
     simple_tree["strategies"] = {}
+    shared_raw = simple_tree.get("strategy")
+    shared_lrs = ()
+    if isinstance(shared_raw, dict) and "lr" in shared_raw:  # otherwise _build names what is missing
+        shared_lrs = _parse_lrs(shared_raw["lr"], "strategy.lr")
+        # Params.strategy holds one number; the candidates travel beside it into every strategy.
+        simple_tree["strategy"] = {**shared_raw, "lr": shared_lrs[0]}
     params = _build(Params, simple_tree, "")
     _validate_common(params)
-    strategies = {name: _parse_strategy(name, entry, params.strategy) for name, entry in strategies_raw.items()}
+    strategies = {
+        name: _parse_strategy(name, entry, params.strategy, shared_lrs) for name, entry in strategies_raw.items()
+    }
     if not strategies:
         raise UserError("strategies is empty; define at least one, e.g. shallow, deep or scratch")
     return dataclasses.replace(params, strategies=strategies)
 
 
-def _parse_strategy(name: object, entry: object, shared: TrainingConfig) -> StrategyConfig:
-    """One `strategies` entry: what trains, whether weights load, overrides of `strategy`."""
+def _parse_strategy(
+    name: object, entry: object, shared: TrainingConfig, shared_lrs: tuple[float, ...]
+) -> StrategyConfig:
+    """One `strategies` entry: what trains, whether weights load, overrides of `strategy`, its phases."""
     if not isinstance(name, str) or not STRATEGY_NAME_PATTERN.fullmatch(name):
         raise UserError(f"strategy name {name!r} is invalid: use lowercase letters, digits and _ (e.g. deep_l3)")
     key_path = f"strategies.{name}"
     fields = _require_mapping(entry, key_path)
     training_keys = {field.name for field in dataclasses.fields(TrainingConfig)}
-    _reject_unknown(fields, set(STRATEGY_KEYS) | training_keys, key_path)
+    _reject_unknown(fields, set(STRATEGY_KEYS) | set(OPTIONAL_STRATEGY_KEYS) | training_keys, key_path)
+    has_phases = "phases" in fields
+    if has_phases and "train_layers" in fields:
+        raise UserError(
+            f"{key_path} sets both train_layers and phases: with phases, each phase sets its own train_layers"
+        )
     for required in STRATEGY_KEYS:
-        if required not in fields:
+        if required not in fields and not (has_phases and required == "train_layers"):
             raise UserError(f"missing key '{key_path}.{required}' in params.yaml")
     pretrained = _convert(fields["pretrained"], bool, f"{key_path}.pretrained")
+    lrs = _parse_lrs(fields["lr"], f"{key_path}.lr") if "lr" in fields else shared_lrs
     overrides = {key: value for key, value in fields.items() if key in training_keys}
-    training = _build(TrainingConfig, {**dataclasses.asdict(shared), **overrides}, key_path)
+    training = _build(TrainingConfig, {**dataclasses.asdict(shared), **overrides, "lr": lrs[0]}, key_path)
     _validate_training(training, key_path)
-    return StrategyConfig(
-        name=name,
-        pretrained=pretrained,
-        train_layers=_parse_train_layers(fields["train_layers"], f"{key_path}.train_layers"),
-        augment=_convert(fields["augment"], bool, f"{key_path}.augment"),
-        training=training,
+    stem = _convert(fields.get("stem", STEMS[0]), str, f"{key_path}.stem")
+    _require_choice(stem, STEMS, f"{key_path}.stem")
+    if stem == "cifar" and pretrained:
+        raise UserError(
+            f"{key_path}.stem = cifar needs pretrained: false: the pretrained conv1 weights are 7x7, "
+            "the CIFAR stem's are 3x3; use stem: imagenet with pretrained weights"
+        )
+    phases = _parse_phases(fields["phases"], training, f"{key_path}.phases") if has_phases else ()
+    if len(lrs) > 1 and phases and all(phase.own_lr for phase in phases):
+        raise UserError(
+            f"{key_path}: every phase sets its own lr, so the lr list {list(lrs)} would train the same run "
+            f"{len(lrs)} times; give the strategy a single lr, e.g. {key_path}.lr: {lrs[0]}"
+        )
+    train_layers = (
+        max((phase.train_layers for phase in phases), key=len)
+        if phases
+        else _parse_train_layers(fields["train_layers"], f"{key_path}.train_layers")
     )
+    augment = _convert(fields["augment"], bool, f"{key_path}.augment")
+    return StrategyConfig(name, pretrained, train_layers, augment, training, lrs, stem, phases)
+
+
+def _parse_phases(value: object, training: TrainingConfig, key_path: str) -> tuple[PhaseConfig, ...]:
+    """`phases`: a non-empty list of mappings, each with train_layers and any `strategy` key but seeds."""
+    if not isinstance(value, list) or not value:
+        raise UserError(
+            f"{key_path} = {value!r} is invalid: use a non-empty list of phases, e.g. "
+            "[{train_layers: [], epochs: 3}, {train_layers: all, epochs: 7, lr: 0.005}]"
+        )
+    phase_keys = {field.name for field in dataclasses.fields(TrainingConfig)} - {"seeds"} | {PHASE_KEY}
+    phases = []
+    for index, entry in enumerate(value):
+        phase_path = f"{key_path}[{index}]"
+        fields = _require_mapping(entry, phase_path)
+        if "seeds" in fields:
+            raise UserError(f"{phase_path}.seeds is invalid: seeds apply to the whole strategy, set them there")
+        _reject_unknown(fields, phase_keys, phase_path)
+        if PHASE_KEY not in fields:
+            raise UserError(f"missing key '{phase_path}.{PHASE_KEY}' in params.yaml: each phase says what trains")
+        if "lr" in fields and isinstance(fields["lr"], list):
+            raise UserError(
+                f"{phase_path}.lr = {fields['lr']!r} is invalid: a phase's own lr is one number; "
+                "put a list in the strategy's lr to search it"
+            )
+        overrides = {key: item for key, item in fields.items() if key != PHASE_KEY}
+        phase_training = _build(TrainingConfig, {**dataclasses.asdict(training), **overrides}, phase_path)
+        _validate_training(phase_training, phase_path)
+        train_layers = _parse_train_layers(fields[PHASE_KEY], f"{phase_path}.{PHASE_KEY}")
+        phases.append(PhaseConfig(train_layers, phase_training, own_lr="lr" in fields))
+    return tuple(phases)
+
+
+def _parse_lrs(value: object, key_path: str) -> tuple[float, ...]:
+    """A learning rate or a non-empty list of candidates, each a finite number above 0."""
+    if not isinstance(value, list):
+        lr = _convert(value, float, key_path)
+        _require_positive(lr, key_path)
+        return (lr,)
+    if not value:
+        raise UserError(f"{key_path} = [] is invalid: use a number or a non-empty list of numbers, e.g. [0.05, 0.005]")
+    lrs = tuple(_convert(item, float, f"{key_path}[{index}]") for index, item in enumerate(value))
+    for index, lr in enumerate(lrs):
+        _require_positive(lr, f"{key_path}[{index}]")
+    return lrs
 
 
 def _parse_train_layers(value: object, key_path: str) -> tuple[str, ...]:

@@ -53,11 +53,19 @@ class StrategyNet(nn.Module):
         blocks = backbone_blocks(resnet)
         # Plain tuples, not ModuleLists: the blocks are already registered under `resnet`, and
         # registering them twice would duplicate every key of the state_dict.
+        self.train_layers = tuple(train_layers)
         self.frozen_blocks = tuple(block for name, block in blocks.items() if name not in train_layers)
         self.trainable_blocks = tuple(block for name, block in blocks.items() if name in train_layers)
+        self.apply_partition()
+        self.train()  # frozen blocks to eval mode from the start, not only after the first .train()
+
+    def apply_partition(self) -> None:
+        """requires_grad on exactly the trainable blocks and the head (another view of resnet may have changed it)."""
         for block in self.frozen_blocks:
             block.requires_grad_(False)
-        self.train()  # frozen blocks to eval mode from the start, not only after the first .train()
+        for block in self.trainable_blocks:
+            block.requires_grad_(True)
+        self.resnet.fc.requires_grad_(True)
 
     def frozen_features(self, images: torch.Tensor) -> torch.Tensor:
         """Output of the frozen prefix; (B, 3, H, W) -> (B, C, h, w). Never differentiated."""
@@ -99,16 +107,44 @@ def evaluating(net: nn.Module) -> Iterator[None]:
         net.train(was_training)
 
 
+def with_train_layers(net: StrategyNet, train_layers: tuple[str, ...]) -> StrategyNet:
+    """net itself when it already trains train_layers, else a new view over the same weights that does (a phase)."""
+    if net.train_layers == tuple(train_layers):
+        net.apply_partition()
+        return net
+    return StrategyNet(net.resnet, train_layers).train(net.training)
+
+
+def apply_stem(resnet: ResNet, stem: str) -> ResNet:
+    """resnet with the named stem: imagenet keeps torchvision's; cifar is a 3x3 stride-1 conv1 without max-pool."""
+    if stem == "cifar":
+        # At 32 px the ImageNet stem leaves layer4 a 1x1 map; this keeps 32x32 into layer1.
+        resnet.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        resnet.maxpool = nn.Identity()
+    return resnet
+
+
 def build_network(
     strategy: StrategyConfig, head: HeadConfig, num_classes: int, pretrained_path: Path, seed: int
 ) -> StrategyNet:
-    """The strategy's network: backbone (pretrained or seeded random), new head, frozen prefix."""
+    """The strategy's network: backbone (pretrained or seeded random), new head, its first phase's frozen prefix."""
     torch.manual_seed(seed)  # the head, and for scratch the whole backbone, start from this seed
     resnet = resnet18(weights=None)
     if strategy.pretrained:
         resnet.load_state_dict(load_backbone_state(pretrained_path))
+    resnet = apply_stem(resnet, strategy.stem)
     resnet.fc = build_head(head, num_classes)
-    return StrategyNet(resnet, strategy.train_layers)
+    return StrategyNet(resnet, strategy.run_phases()[0].train_layers)
+
+
+def build_inference_network(checkpoint: dict) -> ResNet:
+    """A torchvision ResNet18 holding a models/<strategy>.pt checkpoint's weights, its stem and head rebuilt."""
+    config = checkpoint["config"]
+    resnet = apply_stem(resnet18(weights=None), config["strategy"].get("stem", "imagenet"))
+    head = HeadConfig(**config["model"]["head"])
+    resnet.fc = build_head(head, len(checkpoint["class_names"]))
+    resnet.load_state_dict(checkpoint["state_dict"])
+    return resnet.eval()
 
 
 def load_backbone_state(path: Path) -> dict[str, torch.Tensor]:

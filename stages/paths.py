@@ -78,9 +78,15 @@ def checkpoint_dir(strategy: str) -> Path:
     return CHECKPOINTS_DIR / strategy
 
 
-def checkpoint_path(strategy: str, seed: int) -> Path:
-    """The completed epochs of one strategy's run with one seed."""
-    return checkpoint_dir(strategy) / f"seed_{seed}.pt"
+def checkpoint_path(strategy: str, seed: int, lr_candidate: float | None = None) -> Path:
+    """The completed epochs of one strategy's run with one seed (and, during an lr search, one candidate)."""
+    suffix = "" if lr_candidate is None else f"_lr_{lr_candidate!r}"
+    return checkpoint_dir(strategy) / f"seed_{seed}{suffix}.pt"
+
+
+def lr_search_path(strategy: str) -> Path:
+    """Rows of lr, best_val_top1, best_epoch: the learning-rate candidates tried with the first seed."""
+    return results_dir(strategy) / "lr_search.json"
 
 
 def predictions_dir(strategy: str) -> Path:

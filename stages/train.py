@@ -23,7 +23,7 @@ from stages.aggregate import combine_histories, combine_metrics
 from stages.atomic import save_npz, save_torch, write_json
 from stages.batches import FeatureBatches, ImageBatches, cache_features, caches_features, training_batches
 from stages.checkpoint import EpochCheckpoints, FitProgress, run_key
-from stages.config import Params, StrategyConfig, TrainingConfig, load_params
+from stages.config import Params, PhaseConfig, StrategyConfig, TrainingConfig, load_params
 from stages.data import IMAGENET_MEAN, IMAGENET_STD, PreparedData, epoch_generator, load_prepared, shuffled_batches
 from stages.device import Compute, make_deterministic, resolve_compute
 from stages.distributed import (
@@ -38,7 +38,7 @@ from stages.distributed import (
 from stages.errors import UserError, run_stage
 from stages.evaluation import Scores, TopKAccuracy, evaluate, superclass_top1
 from stages.flops import flops_per_training_run
-from stages.model import StrategyNet, build_network, count_parameters
+from stages.model import StrategyNet, build_network, count_parameters, with_train_layers
 from stages.provenance import library_versions
 
 PROGRESS_EVERY_STEPS = 10  # steps between progress-bar loss updates (each reads the loss back from the device)
@@ -160,12 +160,65 @@ def fit(
     seed: int,
     ranks: Ranks = Ranks(),
 ) -> FitProgress:
-    """Train for the configured epochs with one seed (continuing a matching checkpoint), validating after each."""
-    training = strategy.training
+    """Train through the strategy's phases with one seed (continuing a matching checkpoint), validating each epoch."""
+    progress, saved = checkpoints.load(net)
+    if progress.completed_epochs and ranks.is_main:
+        print(
+            f"train@{strategy.name} seed {seed}: resuming after epoch {progress.completed_epochs} "
+            f"from {checkpoints.path}",
+            flush=True,
+        )
+    phases = strategy.run_phases()
+    total_epochs = sum(phase.training.epochs for phase in phases)
+    first_epoch = 1
+    for number, phase in enumerate(phases, start=1):
+        plan = PhasePlan(number if strategy.phases else None, phase, first_epoch, total_epochs)
+        if progress.completed_epochs < plan.last_epoch:
+            # A checkpoint saved at a phase's last epoch starts the next phase with a fresh optimizer.
+            resumed = saved if progress.completed_epochs >= first_epoch else {}
+            fit_phase(net, plan, strategy, params, data, compute, checkpoints, seed, progress, resumed, ranks)
+        first_epoch = plan.last_epoch + 1
+    return progress
+
+
+@dataclasses.dataclass(frozen=True)
+class PhasePlan:
+    """Where one phase sits in a run: its number (None without `phases`), its config and its epochs."""
+
+    number: int | None
+    phase: PhaseConfig
+    first_epoch: int  # 1-based, counted over all phases
+    total_epochs: int  # of all phases
+
+    @property
+    def last_epoch(self) -> int:
+        """The phase's last epoch, counted over all phases."""
+        return self.first_epoch + self.phase.training.epochs - 1
+
+
+def fit_phase(
+    net: StrategyNet,
+    plan: PhasePlan,
+    strategy: StrategyConfig,
+    params: Params,
+    data: PreparedData,
+    compute: Compute,
+    checkpoints: EpochCheckpoints,
+    seed: int,
+    progress: FitProgress,
+    resumed: dict,
+    ranks: Ranks = Ranks(),
+) -> None:
+    """One phase's epochs on a view of net training its blocks, with a fresh (or resumed) optimizer and schedule."""
+    training = plan.phase.training
+    net = with_train_layers(net, plan.phase.train_layers)
+    if params.compute.compile and net.train_layers != strategy.run_phases()[0].train_layers:
+        net.compile()  # a new view: train_seed compiled the first phase's
     num_classes = len(data.class_names)
     eval_batch_size = params.compute.eval_batch_size
     augment_config = params.data.augment if strategy.augment else None
     train_images = ImageBatches(data.split("train", compute.device), params.data.image_size, augment_config, compute)
+    # Built per phase: a later phase never reuses features an earlier phase's frozen prefix cached.
     train_batches = training_batches(net, train_images, strategy.augment, eval_batch_size)
     val_images = ImageBatches(data.split("val", compute.device), params.data.image_size, None, compute)
     # Validation never augments, so cached frozen features serve it whenever training uses them.
@@ -174,23 +227,20 @@ def fit(
     )
     optimizer = build_optimizer(net, training)
     scheduler = build_scheduler(optimizer, training)
-    progress = checkpoints.load(net, optimizer, scheduler)
+    if resumed:
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
     # Wrapped after loading, so every rank starts from the same (checkpointed or seeded) weights.
     trained = (
         DistributedDataParallel(net, device_ids=[compute.device.index] if compute.device.type == "cuda" else None)
         if ranks.distributed
         else net
     )
-    if progress.completed_epochs and ranks.is_main:
-        print(
-            f"train@{strategy.name} seed {seed}: resuming after epoch {progress.completed_epochs} "
-            f"from {checkpoints.path}",
-            flush=True,
-        )
-    for epoch in range(progress.completed_epochs + 1, training.epochs + 1):
+    for epoch in range(max(progress.completed_epochs + 1, plan.first_epoch), plan.last_epoch + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        description = f"train@{strategy.name} seed {seed} epoch {epoch}/{training.epochs}"
+        phase_note = f" phase {plan.number}" if plan.number else ""
+        description = f"train@{strategy.name} seed {seed}{phase_note} epoch {epoch}/{plan.total_epochs}"
         generator = epoch_generator(seed, epoch, compute.device)
         train_loss, train_top1, seen = train_one_epoch(
             trained, optimizer, train_batches, training.batch_size, generator, compute, num_classes, description, ranks
@@ -201,7 +251,7 @@ def fit(
         val = evaluate(net, val_batches, eval_batch_size, num_classes, compute, ranks)
         progress.epoch_seconds.append(time.perf_counter() - started)
         record = EpochRecord(epoch, lr, train_loss, train_top1, val.loss, val.top1, val.top5)
-        progress.history.append(dataclasses.asdict(record))
+        progress.history.append(history_row(record, plan.number))
         if progress.best_epoch == 0 or val.top1 > progress.history[progress.best_epoch - 1]["val_top1"]:
             progress.best_epoch = epoch
             progress.best_state = {key: value.detach().clone() for key, value in net.state_dict().items()}
@@ -213,7 +263,14 @@ def fit(
             f"val loss {val.loss:.4f} top1 {val.top1:.4f} top5 {val.top5:.4f}  ({progress.epoch_seconds[-1]:.1f} s)",
             flush=True,
         )
-    return progress
+
+
+def history_row(record: EpochRecord, phase_number: int | None) -> dict:
+    """One row of history.json; `phase` (1-based) follows `epoch` only for strategies with phases."""
+    row = dataclasses.asdict(record)
+    if phase_number is None:
+        return row
+    return {"epoch": row.pop("epoch"), "phase": phase_number, **row}
 
 
 def resolved_config(params: Params, strategy: StrategyConfig) -> dict:
@@ -291,13 +348,19 @@ def run(strategy_name: str) -> None:
 
 
 def train_and_write(params: Params, strategy: StrategyConfig, compute: Compute, ranks: Ranks) -> None:
-    """Train and test once per seed, then (rank 0) write per-seed and combined results and the best seed's model."""
+    """Choose the lr, train and test once per seed, then (rank 0) write per-seed and combined results and the model."""
     data = load_prepared(paths.PREPARED_PATH)
     started = time.perf_counter()
+    first_seed = strategy.training.seeds[0]
+    search_rows, first_run, first_net = search_lr(params, strategy, data, compute, first_seed, ranks)
+    chosen = strategy.at_lr(first_run.metrics["lr"])
     runs: list[SeedRun] = []
     model_run, model_net = None, None
     for seed in strategy.training.seeds:
-        run, net = train_seed(params, strategy, data, compute, seed, ranks)
+        # The first seed's run at the chosen lr is reused, not repeated.
+        run, net = (
+            (first_run, first_net) if seed == first_seed else train_seed(params, chosen, data, compute, seed, ranks)
+        )
         # The saved model is the seed with the best validation top-1 (the first on a tie): chosen
         # without looking at the test set, like the epoch within a run.
         if model_run is None or run.metrics["best_val_top1"] > model_run.metrics["best_val_top1"]:
@@ -305,21 +368,45 @@ def train_and_write(params: Params, strategy: StrategyConfig, compute: Compute, 
         runs.append(run)
     if not ranks.is_main:
         return
-    save_model(model_net, strategy, params, data, compute, model_run.seed)
+    save_model(model_net, chosen, params, data, compute, model_run.seed)
     for run in runs:
         write_seed_results(strategy.name, run, data)
+    write_json(paths.lr_search_path(strategy.name), search_rows)
     write_json(paths.history_path(strategy.name), combine_histories([run.history for run in runs]))
     write_json(paths.metrics_path(strategy.name), combine_metrics([run.metrics for run in runs]))
     write_json(paths.confusion_path(strategy.name), confusion_record(data, runs))
-    write_json(paths.provenance_path(strategy.name), provenance(params, strategy, compute, model_run.seed))
+    write_json(paths.provenance_path(strategy.name), provenance(params, chosen, compute, model_run.seed))
     write_json(paths.timing_path(strategy.name), combined_timing(runs, time.perf_counter() - started, compute))
     shutil.rmtree(
         paths.checkpoint_dir(strategy.name), ignore_errors=True
     )  # every seed's: the outputs now hold their results
 
 
-def train_seed(
+def search_lr(
     params: Params, strategy: StrategyConfig, data: PreparedData, compute: Compute, seed: int, ranks: Ranks
+) -> tuple[list[dict], SeedRun, StrategyNet]:
+    """Train one seed per lr candidate; lr_search.json's rows, and the run with the best validation top-1.
+
+    Ties go to the first candidate listed; the test set plays no part. One candidate is one plain run.
+    """
+    rows, best = [], None
+    for lr in strategy.lrs:
+        candidate = lr if len(strategy.lrs) > 1 else None  # its own checkpoint, so resume works mid-search
+        run, net = train_seed(params, strategy.at_lr(lr), data, compute, seed, ranks, candidate)
+        rows.append({"lr": lr, "best_val_top1": run.metrics["best_val_top1"], "best_epoch": run.metrics["best_epoch"]})
+        if best is None or run.metrics["best_val_top1"] > best[0].metrics["best_val_top1"]:
+            best = (run, net)
+    return rows, *best
+
+
+def train_seed(
+    params: Params,
+    strategy: StrategyConfig,
+    data: PreparedData,
+    compute: Compute,
+    seed: int,
+    ranks: Ranks,
+    lr_candidate: float | None = None,
 ) -> tuple[SeedRun, StrategyNet]:
     """One seed's run: build, train (resuming its checkpoint), keep the best-validation weights, test them."""
     num_classes = len(data.class_names)
@@ -327,14 +414,16 @@ def train_seed(
     net = net.to(compute.device, memory_format=compute.memory_format)
     if params.compute.compile:
         net.compile()
-    trainable, total = count_parameters(net)
+    trainable, total = count_parameters(with_train_layers(net, strategy.train_layers))
     if ranks.is_main:
+        lr_note = f" at lr {strategy.training.lr:g}" if lr_candidate is not None else ""
         print(
-            f"train@{strategy.name} seed {seed}: {trainable:,} of {total:,} parameters train, "
+            f"train@{strategy.name} seed {seed}{lr_note}: {trainable:,} of {total:,} parameters train, "
             f"on {compute.describe()} x {ranks.world_size}",
             flush=True,
         )
-    checkpoints = EpochCheckpoints(paths.checkpoint_path(strategy.name, seed), checkpoint_key(params, strategy, seed))
+    checkpoint_path = paths.checkpoint_path(strategy.name, seed, lr_candidate)
+    checkpoints = EpochCheckpoints(checkpoint_path, checkpoint_key(params, strategy, seed))
     started = time.perf_counter()
     progress = fit(net, strategy, params, data, compute, checkpoints, seed, ranks)
     net.load_state_dict(progress.best_state)
@@ -342,6 +431,10 @@ def train_seed(
     test = evaluate(net, test_images, params.compute.eval_batch_size, num_classes, compute, ranks)
     metrics = final_metrics(test, progress, net, torch.from_numpy(data.fine_to_coarse))
     metrics["train_flops"] = training_flops(net, strategy, params, data, compute)
+    metrics["lr"] = strategy.training.lr  # the chosen candidate; with phases, what phases without their own lr use
+    # The widest phase's view: the parameters that trained at some point (every one of them, for full).
+    net = with_train_layers(net, strategy.train_layers)
+    metrics["trainable_params"], metrics["total_params"] = count_parameters(net)
     if ranks.is_main:
         print(
             f"train@{strategy.name} seed {seed}: best epoch {progress.best_epoch}, test top1 {test.top1:.4f} "
@@ -378,19 +471,25 @@ def write_predictions(strategy_name: str, run: SeedRun, data: PreparedData) -> N
 def training_flops(
     net: StrategyNet, strategy: StrategyConfig, params: Params, data: PreparedData, compute: Compute
 ) -> int:
-    """metrics.json's train_flops: every training step and validation pass of one seed's run (stages/flops.py)."""
+    """metrics.json's train_flops: every training step and validation pass of one seed's run, summed over phases.
+
+    Each phase counts with its own trainable blocks, feature-caching decision, batch size and epochs (stages/flops.py).
+    """
     train_images = ImageBatches(data.split("train", compute.device), params.data.image_size, None, compute)
-    batches_kind = "features" if caches_features(net, train_images, strategy.augment) else "images"
-    training = strategy.training
-    return flops_per_training_run(
-        net,
-        batches_kind,
-        params.data.image_size,
-        training.batch_size,
-        len(data.train_labels),
-        len(data.val_labels),
-        training.epochs,
-    )
+    total = 0
+    for phase in strategy.run_phases():
+        phase_net = with_train_layers(net, phase.train_layers)
+        batches_kind = "features" if caches_features(phase_net, train_images, strategy.augment) else "images"
+        total += flops_per_training_run(
+            phase_net,
+            batches_kind,
+            params.data.image_size,
+            phase.training.batch_size,
+            len(data.train_labels),
+            len(data.val_labels),
+            phase.training.epochs,
+        )
+    return total
 
 
 def confusion_record(data: PreparedData, runs: list[SeedRun]) -> dict:

@@ -86,6 +86,23 @@ def rename_deep(new_name: str) -> Callable[[dict], None]:
     return lambda tree: tree["strategies"].update({new_name: tree["strategies"].pop("deep")})
 
 
+def set_deep(**fields) -> Callable[[dict], None]:
+    """A mutation setting keys of strategies.deep; phases replace its train_layers unless both are given."""
+
+    def mutate(tree: dict) -> None:
+        deep = tree["strategies"]["deep"]
+        if "phases" in fields and "train_layers" not in fields:
+            deep.pop("train_layers")
+        deep.update(fields)
+
+    return mutate
+
+
+def shared_lr_and_deep(lr: object, **fields) -> Callable[[dict], None]:
+    """A mutation setting strategy.lr and keys of strategies.deep."""
+    return lambda tree: (tree["strategy"].update(lr=lr), set_deep(**fields)(tree))
+
+
 # (mutation, fragments the one-line message must contain: the key, the bad value, what is valid)
 BAD_INPUTS = {
     "unknown key": (set_key("strategy", "lrr", 0.1), ["strategy.lrr", "did you mean 'strategy.lr'"]),
@@ -123,6 +140,43 @@ BAD_INPUTS = {
     "seed negative": (set_key("strategy", "seeds", [0, -1]), ["strategy.seeds", "-1", "0 to 4294967295"]),
     "seed not a number": (set_key("strategy", "seeds", [0, "one"]), ["strategy.seeds[1]", "'one'", "whole number"]),
     "split_seed negative": (set_key("data", "split_seed", -3), ["data.split_seed", "-3", "0 to 4294967295"]),
+    "lr list empty": (set_key("strategy", "lr", []), ["strategy.lr", "[]", "non-empty list"]),
+    "lr list with text": (set_key("strategy", "lr", [0.05, "fast"]), ["strategy.lr[1]", "'fast'", "finite number"]),
+    "lr list with zero": (set_key("strategy", "lr", [0.05, 0]), ["strategy.lr[1]", "= 0.0", "above 0"]),
+    "strategy lr list negative": (set_deep(lr=[-0.1]), ["strategies.deep.lr[0]", "-0.1", "above 0"]),
+    "phases empty": (set_deep(phases=[]), ["strategies.deep.phases", "[]", "non-empty list of phases"]),
+    "phases not a list": (
+        set_deep(phases={"train_layers": []}),
+        ["strategies.deep.phases", "non-empty list of phases"],
+    ),
+    "phase unknown key": (
+        set_deep(phases=[{"train_layers": [], "epoch": 2}]),
+        ["strategies.deep.phases[0].epoch", "did you mean 'strategies.deep.phases[0].epochs'"],
+    ),
+    "phase sets seeds": (
+        set_deep(phases=[{"train_layers": [], "seeds": [1]}]),
+        ["strategies.deep.phases[0].seeds", "whole strategy"],
+    ),
+    "phase without train_layers": (set_deep(phases=[{"epochs": 2}]), ["strategies.deep.phases[0].train_layers"]),
+    "phase train_layers layer5": (
+        set_deep(phases=[{"train_layers": []}, {"train_layers": ["layer5"]}]),
+        ["strategies.deep.phases[1].train_layers", "layer5", ", ".join(BACKBONE_BLOCKS)],
+    ),
+    "phase lr list": (
+        set_deep(phases=[{"train_layers": [], "lr": [0.1, 0.01]}]),
+        ["strategies.deep.phases[0].lr", "one number"],
+    ),
+    "phase lr negative": (set_deep(phases=[{"train_layers": [], "lr": -1}]), ["strategies.deep.phases[0].lr", "-1"]),
+    "phases and train_layers": (
+        set_deep(phases=[{"train_layers": []}], train_layers=["layer4"]),
+        ["strategies.deep", "both train_layers and phases"],
+    ),
+    "lr list unused by every phase": (
+        shared_lr_and_deep([0.05, 0.005], phases=[{"train_layers": [], "lr": 0.1}]),
+        ["strategies.deep", "every phase sets its own lr", "[0.05, 0.005]"],
+    ),
+    "cifar stem on pretrained": (set_deep(stem="cifar"), ["strategies.deep.stem", "pretrained: false", "7x7"]),
+    "unknown stem": (set_deep(stem="tiny"), ["strategies.deep.stem", "tiny", "imagenet, cifar"]),
 }
 
 

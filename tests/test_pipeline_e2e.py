@@ -69,8 +69,13 @@ def test_repro_trains_every_strategy_and_learns(e2e_repo: Repo):
     metrics = e2e_repo.metrics()
     test_size = e2e_repo.params()["data"]["synthetic"]["test_size"]
     for name in e2e_repo.strategies():
-        assert {*SCORES, *(f"{score}_std" for score in SCORES), "trainable_params", "num_seeds"} <= set(metrics[name])
-        assert "train_flops_std" not in metrics[name]  # the same for every seed: no _std
+        expected_keys = {*SCORES, *(f"{score}_std" for score in SCORES), "trainable_params", "num_seeds", "lr"}
+        assert expected_keys <= set(metrics[name])
+        assert "train_flops_std" not in metrics[name] and "lr_std" not in metrics[name]  # the same for every seed
+        # A single lr is a search of one candidate, recorded like any other.
+        lr_search = e2e_repo.read_json(paths.lr_search_path(name))
+        assert [row["lr"] for row in lr_search] == [metrics[name]["lr"]]
+        assert lr_search[0]["best_val_top1"] == metrics[name]["best_val_top1"]
         assert metrics[name]["num_seeds"] == 1 and all(metrics[name][f"{score}_std"] == 0.0 for score in SCORES)
         # A prediction in the right class is in the right superclass too.
         assert 0.0 <= metrics[name]["test_top1"] <= metrics[name]["test_top1_coarse"] <= 1.0
