@@ -64,6 +64,7 @@ def test_stage_outputs_are_the_paths_the_code_writes():
         str(paths.timing_path(key)),
         str(paths.provenance_path(key)),
         str(paths.confusion_path(key)),
+        str(paths.lr_search_path(key)),
         str(paths.seeds_dir(key)),
         str(paths.predictions_dir(key)),  # DVC-cached: the only train output without `cache: false`
     }
