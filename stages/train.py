@@ -38,6 +38,7 @@ from stages.distributed import (
 from stages.errors import UserError, run_stage
 from stages.evaluation import Scores, TopKAccuracy, evaluate, superclass_top1
 from stages.flops import flops_per_training_run
+from stages.live import write_live_history
 from stages.model import StrategyNet, build_network, count_parameters
 from stages.provenance import library_versions
 
@@ -208,6 +209,7 @@ def fit(
         if not ranks.is_main:
             continue
         checkpoints.save(net, optimizer, scheduler, progress)
+        write_live_history(strategy.name, strategy.training.seeds, seed, progress.history)
         print(
             f"{description}: lr {lr:.4g}  train loss {train_loss:.4f} top1 {train_top1:.4f}  "
             f"val loss {val.loss:.4f} top1 {val.top1:.4f} top5 {val.top5:.4f}  ({progress.epoch_seconds[-1]:.1f} s)",
