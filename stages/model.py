@@ -144,3 +144,15 @@ def count_parameters(net: nn.Module) -> tuple[int, int]:
     total = sum(parameter.numel() for parameter in net.parameters())
     trainable = sum(parameter.numel() for parameter in net.parameters() if parameter.requires_grad)
     return trainable, total
+
+
+def build_inference_network(checkpoint: dict) -> ResNet:
+    """A models/<strategy>.pt file's network in eval mode: head and stem as its stored config says."""
+    config = checkpoint["config"]
+    resnet = resnet18(weights=None)
+    resnet.fc = build_head(HeadConfig(**config["model"]["head"]), len(checkpoint["class_names"]))
+    if config["strategy"].get("stem", "imagenet") == "cifar":  # files from before the stem option: imagenet
+        resnet.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        resnet.maxpool = nn.Identity()
+    resnet.load_state_dict(checkpoint["state_dict"])
+    return resnet.eval()
