@@ -92,3 +92,14 @@ def test_a_model_file_that_is_not_ours_is_one_line(tmp_path: Path, content: byte
     result = run_predict(str(model), str(write_image(tmp_path / "a.png", (32, 32))))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and str(model) in result.stderr
+
+
+def test_predict_labels_an_image_with_a_trained_model(e2e_repo, tmp_path: Path):
+    image = write_image(tmp_path / "some.png", (40, 30))
+    model = e2e_repo.root / "models" / "scratch.pt"
+    table = run_predict(str(model), str(image))
+    assert table.returncode == 0, table.stderr
+    records = json.loads(run_predict(str(model), str(image), "--json").stdout)
+    class_names = predict.load_model_file(model)["class_names"]
+    assert records[0]["top5"][0]["class"] in class_names and records[0]["top5"][0]["class"] in table.stdout
+    assert 0.0 <= records[0]["top5"][0]["probability"] <= 1.0
