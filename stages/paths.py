@@ -33,6 +33,11 @@ def model_path(strategy: str) -> Path:
     return MODELS_DIR / f"{strategy}.pt"
 
 
+def onnx_path(strategy: str) -> Path:
+    """One strategy's model exported to ONNX."""
+    return MODELS_DIR / f"{strategy}.onnx"
+
+
 def results_dir(strategy: str) -> Path:
     """Folder of one strategy's results over all its seeds."""
     return RESULTS_DIR / strategy

@@ -38,6 +38,7 @@ from stages.distributed import (
 from stages.errors import UserError, run_stage
 from stages.evaluation import Scores, TopKAccuracy, evaluate, superclass_top1
 from stages.flops import flops_per_training_run
+from stages.live import discard_live_history, write_live_history
 from stages.model import StrategyNet, build_network, count_parameters, with_train_layers
 from stages.provenance import library_versions
 
@@ -258,6 +259,7 @@ def fit_phase(
         if not ranks.is_main:
             continue
         checkpoints.save(net, optimizer, scheduler, progress)
+        write_live_history(strategy.name, strategy.training.seeds, seed, progress.history)
         print(
             f"{description}: lr {lr:.4g}  train loss {train_loss:.4f} top1 {train_top1:.4f}  "
             f"val loss {val.loss:.4f} top1 {val.top1:.4f} top5 {val.top5:.4f}  ({progress.epoch_seconds[-1]:.1f} s)",
@@ -343,6 +345,10 @@ def run(strategy_name: str) -> None:
     start_processes(ranks, compute.device)
     try:
         train_and_write(params, strategy, compute, ranks)
+    except BaseException:  # a mistake, a diverging loss or Ctrl-C: no partial results stay behind
+        if ranks.is_main:
+            discard_live_history(strategy.name)
+        raise
     finally:
         stop_processes()
 

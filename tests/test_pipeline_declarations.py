@@ -92,12 +92,11 @@ def test_artifacts_are_in_step_with_params_yaml():
     # artifacts: cannot foreach, so it names each strategy; this reads the committed params.yaml on purpose.
     strategies = set(load_params(ROOT / "params.yaml").strategies)
     declared = {body["path"]: name for name, body in DVC_YAML.get("artifacts", {}).items()}
+    # Each strategy's PyTorch model and its ONNX export.
     wanted = {str(paths.model_path(strategy)): strategy for strategy in strategies}
-    missing = [
-        f"resnet18-cifar100-{strategy}: {{path: {path}, type: model}}"
-        for path, strategy in wanted.items()
-        if path not in declared
-    ]
+    wanted |= {str(paths.onnx_path(strategy)): f"{strategy}-onnx" for strategy in strategies}
+    missing = [f"resnet18-cifar100-{name}: {{path: {path}, type: model}}" for path, name in wanted.items()]
+    missing = [entry for entry, path in zip(missing, wanted) if path not in declared]
     assert not missing, "dvc.yaml artifacts: lacks a strategy of params.yaml; add " + "; ".join(missing)
     stale = sorted(name for path, name in declared.items() if path not in wanted)
     assert not stale, f"dvc.yaml artifacts: {stale} name models of no strategy in params.yaml; remove them"

@@ -1,0 +1,79 @@
+"""Stage export: models/<strategy>.onnx gives PyTorch's logits in onnxruntime; a mismatch writes nothing."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from torchvision.models import resnet18
+
+from stages import export, paths
+from stages.data import IMAGENET_MEAN, IMAGENET_STD
+from stages.errors import UserError
+
+# Run in a separate process, as a user's inference code would: onnxruntime on the file alone.
+# 1e-3: fp32 ResNet18 logits of two runtimes differ by ~1e-6 relative; 1e-3 is loose for logits of order 1-10.
+ONNX_VS_TORCH = """
+import sys, numpy, onnxruntime, torch
+from stages.model import build_inference_network
+from stages.predict import load_model_file
+checkpoint = load_model_file(sys.argv[1])
+size = checkpoint["normalization"]["image_size"]
+inputs = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(1))
+expected = build_inference_network(checkpoint)(inputs).detach().numpy()
+session = onnxruntime.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
+(actual,) = session.run(None, {"images": inputs.numpy()})
+print(float(numpy.abs(actual - expected).max()))
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch) -> Path:
+    """A folder with models/scratch.pt in save_model's layout (random weights, 5 classes)."""
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    checkpoint = {
+        "state_dict": resnet18(num_classes=5).state_dict(),
+        "class_names": [f"class_{index}" for index in range(5)],
+        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "image_size": 32},
+        "config": {"strategy": {"name": "scratch"}, "model": {"head": {"hidden_size": 0, "dropout": 0.0}}},
+        "strategy": "scratch",
+    }
+    paths.MODELS_DIR.mkdir()
+    torch.save(checkpoint, paths.model_path("scratch"))
+    return tmp_path
+
+
+def test_export_is_reproducible_and_carries_metadata(project: Path):
+    export.export("scratch")
+    first = paths.onnx_path("scratch").read_bytes()
+    export.export("scratch")
+    assert paths.onnx_path("scratch").read_bytes() == first  # DVC users expect same inputs, same bytes
+    metadata = {prop.key: prop.value for prop in onnx.load(paths.onnx_path("scratch")).metadata_props}
+    assert json.loads(metadata["class_names"]) == [f"class_{index}" for index in range(5)]
+    assert json.loads(metadata["mean"]) == list(IMAGENET_MEAN) and metadata["strategy"] == "scratch"
+
+
+def test_mismatch_fails_with_one_line_and_writes_nothing(project: Path, monkeypatch):
+    monkeypatch.setattr(export, "max_abs_difference", lambda net, model, image_size: 0.5)
+    with pytest.raises(UserError, match="differ by 0.5"):
+        export.export("scratch")
+    assert sorted(path.name for path in paths.MODELS_DIR.iterdir()) == ["scratch.pt"]
+
+
+def test_every_onnx_model_matches_pytorch_in_another_process(e2e_repo):
+    for strategy in e2e_repo.strategies():
+        model, onnx_file = e2e_repo.root / paths.model_path(strategy), e2e_repo.root / paths.onnx_path(strategy)
+        result = subprocess.run(
+            [sys.executable, "-c", ONNX_VS_TORCH, str(model), str(onnx_file)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(__file__).parents[1],
+            check=True,
+        )
+        assert float(result.stdout) <= 1e-3, strategy
+    assert "up to date" in e2e_repo.dvc("status").lower() or e2e_repo.dvc("status").strip() == ""
