@@ -33,7 +33,7 @@ def test_benchmark_prints_every_ratio_as_its_last_line(tmp_path):
             "-m",
             "benchmarks.throughput",
             "--images",
-            "256",
+            "128",
             "--skip-rss",
             "--repeats",
             "1",
@@ -52,4 +52,4 @@ def test_benchmark_prints_every_ratio_as_its_last_line(tmp_path):
         assert report[ratio] > 0, ratio
     assert report["auto_vs_best_precision"] <= 1  # auto's mode is one of the measured ones
     assert report["peak_rss_mb"] is None  # skipped
-    assert report["images"] == 256
+    assert report["images"] == 128
