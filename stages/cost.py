@@ -42,10 +42,17 @@ def cost_row(strategy: str, metrics: dict, timing: dict, history: list[dict]) ->
 def draw_cost_figure(rows: list[dict]) -> plt.Figure:
     """Test top-1 against training FLOPs (log scale), one labelled point per strategy."""
     figure, axes = plt.subplots(figsize=(6, 4))
+    labels_at: dict[int, int] = {}  # train_flops -> labels already placed there
     for row in rows:
         axes.scatter(row["train_flops"], row["test_top1"], label=row["strategy"])
+        # Strategies of equal cost (full and scratch train the same network) get a line each, not one blur.
+        stacked = labels_at.get(row["train_flops"], 0)
+        labels_at[row["train_flops"]] = stacked + 1
         axes.annotate(
-            row["strategy"], (row["train_flops"], row["test_top1"]), textcoords="offset points", xytext=(5, 5)
+            row["strategy"],
+            (row["train_flops"], row["test_top1"]),
+            textcoords="offset points",
+            xytext=(5, 5 - 12 * stacked),
         )
     axes.set_xscale("log")
     axes.set(title="Test top-1 against training compute", xlabel="training FLOPs (one seed)", ylabel="test top-1")
