@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from stages import paths
+from stages import paths, precision
 from tests.project import params_tree, write_params
 
 RATIOS = (
@@ -22,6 +22,11 @@ RATIOS = (
 
 def test_benchmark_prints_every_ratio_as_its_last_line(tmp_path):
     write_params(tmp_path, params_tree())  # the benchmark reads params.yaml from its working directory
+    # A stored precision choice, as a second run on this machine would find: the test never times the probe.
+    channels_last = params_tree()["compute"]["channels_last"]
+    stored = {precision.machine_key(channels_last): {"precision": "fp32"}}
+    (tmp_path / "cache" / "cifar100-resnet18").mkdir(parents=True)
+    (tmp_path / "cache" / "cifar100-resnet18" / "precision.json").write_text(json.dumps(stored))
     env = {
         **os.environ,
         "PYTHONPATH": str(paths.PROJECT_ROOT),  # the project's code, run from the copy
