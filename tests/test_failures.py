@@ -4,7 +4,6 @@ import hashlib
 import http.server
 import importlib
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 from stages import paths
 from stages.cifar_archive import write_synthetic_archive
 from stages.errors import run_stage
-from tests.project import params_tree, write_params
+from tests.project import copy_project, params_tree, write_params
 
 # A fetch retry notice on stderr (stages/fetch.py prints one before each new attempt); not an error line.
 RETRY_NOTICE = re.compile(r"retrying \S+ in \d+\.\d s \(attempt \d+/\d+\): .+")
@@ -86,18 +85,15 @@ class Project:
         )
 
 
-def copy_project(root: Path) -> Project:
-    """Copy stages/ to root and write the test params there."""
-    shutil.copytree(paths.PROJECT_ROOT / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    copied = Project(root)
-    copied.write_params({})
-    return copied
+def new_project(root: Path) -> Project:
+    """The project copied to root (tests/project.py) with the test params."""
+    return Project(copy_project(root, params_tree()))
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     """A fresh project copy with the test params."""
-    return copy_project(tmp_path / "project")
+    return new_project(tmp_path / "project")
 
 
 def error_line(result: subprocess.CompletedProcess, *, retry_notices: int = 0) -> str:
@@ -297,7 +293,7 @@ def garbage_weights_run(tmp_path_factory) -> GarbageWeightsRun:
     root = tmp_path_factory.mktemp("garbage_weights")
     garbage = root / "resnet18-garbage.pth"
     garbage.write_bytes(bytes(range(256)) * 16)
-    project = copy_project(root / "project")
+    project = new_project(root / "project")
     project.write_params({"model": {"weights": str(garbage)}})
     return GarbageWeightsRun(project, garbage, project.run("weights"))
 
