@@ -1,55 +1,19 @@
 """Stage download: put the CIFAR-100 python archive in data/raw/ (fetched, copied, or generated).
 
-Run as: python -m stages.download
+Run as: python -m stages.download (reads data.source, data.md5 and data.synthetic from params.yaml).
 """
 
-import shutil
-from pathlib import Path
+import argparse
 
-from stages import paths
-from stages.atomic import atomic_path
-from stages.cifar_archive import write_synthetic_archive
-from stages.config import DataConfig, load_params
-from stages.errors import UserError, run_stage
-from stages.fetch import Checksum, fetch, verify_checksum
-
-OFFLINE_HINT = (
-    "to work offline set data.source to a local copy of cifar-100-python.tar.gz, "
-    "or to 'synthetic' (e.g. dvc exp run -S data.source=synthetic -S model.weights=random)"
-)
+from transfer import paths
+from transfer.archive_source import obtain_archive
+from transfer.config import load_params
+from transfer.errors import run_stage
 
 
-def copy_local_archive(source: Path, checksum: Checksum, destination: Path) -> None:
-    """Verify a local archive against data.md5, then copy it into place atomically."""
-    if not source.is_file():
-        raise UserError(f"data.source = '{source}' is not a file, an http(s) URL or 'synthetic'")
-    try:
-        verify_checksum(source, checksum)
-    except UserError as error:
-        raise UserError(
-            f"{error}; use the official archive, or set data.md5 to this file's MD5 if it is meant to differ"
-        ) from None
-    with atomic_path(destination) as temp_path:
-        shutil.copyfile(source, temp_path)
-
-
-def obtain_archive(data: DataConfig, destination: Path) -> None:
-    """Write the archive data.source names to destination."""
-    if data.is_synthetic:
-        write_synthetic_archive(
-            destination,
-            train_size=data.synthetic.train_size,
-            test_size=data.synthetic.test_size,
-            seed=data.synthetic.seed,
-        )
-    elif data.is_url:
-        fetch(data.source, destination, checksum=Checksum("md5", data.md5.lower()), offline_hint=OFFLINE_HINT)
-    else:
-        copy_local_archive(Path(data.source).expanduser(), Checksum("md5", data.md5.lower()), destination)
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Command line: python -m stages.download."""
+    argparse.ArgumentParser(prog="python -m stages.download", description=__doc__.splitlines()[0]).parse_args(argv)
     data = load_params().data
     obtain_archive(data, paths.ARCHIVE_PATH)
     print(f"download: {paths.ARCHIVE_PATH} from {data.source}")

@@ -1,87 +1,30 @@
 """Stage prepare: decode the archive into uint8 arrays and hold out a stratified validation split.
 
-Run as: python -m stages.prepare
+Run as: python -m stages.prepare (reads data.val_size and data.split_seed from params.yaml).
 """
+
+import argparse
 
 import numpy as np
 
-from stages import paths
-from stages.atomic import atomic_path
-from stages.cifar_archive import read_archive
-from stages.config import load_params
-from stages.errors import UserError, run_stage
+from transfer import paths
+from transfer.atomic import atomic_path
+from transfer.cifar_archive import read_archive
+from transfer.config import load_params
+from transfer.errors import run_stage
+from transfer.splitting import prepared_arrays
 
 
-def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train_indices, val_indices): val_size images drawn so each class keeps its share, seeded.
-
-    Each class gets floor(val_size * its share); the images left over go to the classes with
-    the largest remainders (ties to the lower class index), so the total is exactly val_size.
-    """
-    if not 0 < val_size < len(labels):
-        raise UserError(
-            f"data.val_size = {val_size} is invalid: use 1 to {len(labels) - 1} "
-            f"(the training set has {len(labels)} images)"
-        )
-    classes, counts = np.unique(labels, return_counts=True)
-    exact_quota = val_size * counts / len(labels)
-    quota = np.floor(exact_quota).astype(np.int64)
-    leftover = val_size - quota.sum()
-    by_remainder = np.lexsort((classes, -(exact_quota - quota)))  # largest remainder first, then class index
-    quota[by_remainder[:leftover]] += 1
-    rng = np.random.default_rng(seed)
-    val_parts = [rng.permutation(np.flatnonzero(labels == label))[:count] for label, count in zip(classes, quota)]
-    val_indices = np.sort(np.concatenate(val_parts))
-    train_indices = np.setdiff1d(np.arange(len(labels)), val_indices)
-    return train_indices, val_indices
-
-
-def fine_to_coarse(fine_labels: np.ndarray, coarse_labels: np.ndarray, num_fine: int) -> np.ndarray:
-    """(num_fine,) int64: the superclass of each fine class, -1 for a class with no image.
-
-    In CIFAR-100 every fine class lies in exactly one of the 20 superclasses; an archive that says
-    otherwise is damaged, and superclass accuracy would mean nothing.
-    """
-    mapping = np.full(num_fine, -1, dtype=np.int64)
-    for fine in np.unique(fine_labels):
-        superclasses = np.unique(coarse_labels[fine_labels == fine])
-        if len(superclasses) != 1:
-            raise UserError(
-                f"{paths.ARCHIVE_PATH}: fine class {fine} has images in superclasses {superclasses.tolist()}; "
-                "CIFAR-100 puts each class in one superclass; download the archive again (dvc repro --force download)"
-            )
-        mapping[fine] = superclasses[0]
-    return mapping
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Command line: python -m stages.prepare."""
-    params = load_params()
-    archive = read_archive(paths.ARCHIVE_PATH)
-    train, test = archive.train, archive.test
-    train_indices, val_indices = stratified_split(train.fine_labels, params.data.val_size, params.data.split_seed)
-    superclasses = fine_to_coarse(
-        np.concatenate([train.fine_labels, test.fine_labels]),
-        np.concatenate([train.coarse_labels, test.coarse_labels]),
-        len(archive.fine_label_names),
-    )
+    argparse.ArgumentParser(prog="python -m stages.prepare", description=__doc__.splitlines()[0]).parse_args(argv)
+    arrays = prepared_arrays(read_archive(paths.ARCHIVE_PATH), load_params().data)
     with atomic_path(paths.PREPARED_PATH) as temp_path, open(temp_path, "wb") as file:
         # np.savez on an open file: given a path it would append its own ".npz" to the temporary name.
-        np.savez(
-            file,
-            train_images=train.images[train_indices],
-            train_labels=train.fine_labels[train_indices],
-            val_images=train.images[val_indices],
-            val_labels=train.fine_labels[val_indices],
-            test_images=test.images,
-            test_labels=test.fine_labels,
-            class_names=np.array(archive.fine_label_names),
-            fine_to_coarse=superclasses,
-            coarse_class_names=np.array(archive.coarse_label_names),
-        )
+        np.savez(file, **arrays)
     print(
-        f"prepare: {len(train_indices)} train, {len(val_indices)} validation, {len(test.fine_labels)} test images "
-        f"-> {paths.PREPARED_PATH}"
+        f"prepare: {len(arrays['train_labels'])} train, {len(arrays['val_labels'])} validation, "
+        f"{len(arrays['test_labels'])} test images -> {paths.PREPARED_PATH}"
     )
 
 

@@ -1,66 +1,19 @@
 """Stage weights: put ResNet18 backbone weights in models/pretrained/ (ImageNet, a local file, or seeded random).
 
-Run as: python -m stages.weights
+Run as: python -m stages.weights (reads model.weights and model.random_weights_seed from params.yaml).
 """
 
-import re
-import shutil
-from pathlib import Path
+import argparse
 
-import torch
-from torchvision.models import ResNet18_Weights, resnet18
-
-from stages import paths
-from stages.atomic import atomic_path, save_torch
-from stages.config import IMAGENET_WEIGHTS, RANDOM_WEIGHTS, ModelConfig, load_params
-from stages.errors import UserError, run_stage
-from stages.fetch import Checksum, fetch
-from stages.model import load_backbone_state
-
-IMAGENET_URL = ResNet18_Weights.IMAGENET1K_V1.url  # torchvision's IMAGENET1K_V1 release
-OFFLINE_HINT = (
-    f"to work offline set model.weights to a local copy of {IMAGENET_URL.rsplit('/', 1)[-1]}, "
-    "or to 'random' (a seeded stand-in, no ImageNet knowledge)"
-)
+from transfer import paths
+from transfer.config import load_params
+from transfer.errors import run_stage
+from transfer.weights_source import obtain_weights
 
 
-def imagenet_checksum(url: str) -> Checksum:
-    """The SHA-256 prefix torchvision embeds in its weight file names (resnet18-<sha256 prefix>.pth)."""
-    match = re.search(r"-([a-f0-9]+)\.pth$", url)
-    if match is None:
-        raise ValueError(f"no hash in weights URL {url}")
-    return Checksum("sha256", match.group(1))
-
-
-def write_random_weights(destination: Path, seed: int) -> None:
-    """A seeded, freshly initialised ResNet18 state_dict: the stand-in for ImageNet weights offline."""
-    torch.manual_seed(seed)
-    save_torch(resnet18(weights=None).state_dict(), destination)
-
-
-def obtain_weights(model: ModelConfig, destination: Path) -> None:
-    """Write the weights model.weights names to destination, checked to be a ResNet18 state_dict."""
-    if model.weights == RANDOM_WEIGHTS:
-        write_random_weights(destination, model.random_weights_seed)
-        return
-    if model.weights == IMAGENET_WEIGHTS:
-        fetch(IMAGENET_URL, destination, checksum=imagenet_checksum(IMAGENET_URL), offline_hint=OFFLINE_HINT)
-    else:
-        source = Path(model.weights).expanduser()
-        if not source.is_file():
-            raise UserError(f"model.weights = '{model.weights}' is not a file, 'imagenet' or 'random'")
-        load_backbone_state(source)  # fail on a wrong file before copying it
-        with atomic_path(destination) as temp_path:
-            shutil.copyfile(source, temp_path)
-    try:
-        load_backbone_state(destination)
-    except UserError:
-        destination.unlink()
-        raise
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Command line: python -m stages.weights."""
+    argparse.ArgumentParser(prog="python -m stages.weights", description=__doc__.splitlines()[0]).parse_args(argv)
     model = load_params().model
     obtain_weights(model, paths.PRETRAINED_PATH)
     print(f"weights: {paths.PRETRAINED_PATH} from {model.weights}")

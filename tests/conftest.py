@@ -2,13 +2,41 @@
 
 import dataclasses
 import http.server
+import os
 import threading
+from pathlib import Path
 
 import pytest
 
 from tests.project import Repo, params_tree
+from transfer import paths
 
 ARCHIVE_URL_PATH = "/cifar-100-python.tar.gz"
+# The checkout's own outputs: a test writes under a temporary directory, never here.
+CHECKOUT_OUTPUTS = (paths.RESULTS_DIR, paths.PLOTS_DIR, paths.MODELS_DIR, paths.PREDICTIONS_DIR, paths.CHECKPOINTS_DIR)
+
+
+def output_snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under the checkout's output folders: relative path -> (size, modification time in ns)."""
+    snapshot = {}
+    for folder in CHECKOUT_OUTPUTS:
+        for directory, _, files in os.walk(root / folder):
+            for name in files:
+                path = Path(directory) / name
+                status = path.stat()
+                snapshot[str(path.relative_to(root))] = (status.st_size, status.st_mtime_ns)
+    return snapshot
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_outputs_untouched():
+    """Fail the run if any test created, changed or deleted a file in the checkout's results, plots, models..."""
+    before = output_snapshot(paths.PROJECT_ROOT)
+    yield
+    after = output_snapshot(paths.PROJECT_ROOT)
+    changed = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    if changed:
+        pytest.fail(f"the tests changed the checkout's own outputs (write under tmp_path instead): {changed[:10]}")
 
 
 @pytest.fixture

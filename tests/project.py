@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import paths
+from transfer import paths
 
 # Everything a project copy needs to run its stages and `dvc` commands (paths relative to the root).
-PROJECT_PATHS = ("stages", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "vendor")
+PROJECT_PATHS = ("stages", "transfer", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "vendor")
 # Never copied: DVC's local cache and state, a user's local config, bytecode.
 IGNORED_IN_COPY = shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local")
 COMMAND_TIMEOUT_SECONDS = 600

@@ -4,7 +4,7 @@ import statistics
 
 import pytest
 
-from stages.aggregate import SPREAD_COLUMNS, combine_histories, combine_metrics
+from transfer.aggregate import SPREAD_COLUMNS, combine_histories, combine_metrics
 
 
 def run_metrics(test_top1: float, best_epoch: int) -> dict:

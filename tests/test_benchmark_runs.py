@@ -5,8 +5,8 @@ import os
 import subprocess
 import sys
 
-from stages import paths, precision
 from tests.project import params_tree, write_params
+from transfer import paths, precision
 
 RATIOS = (
     "train_step_vs_bare",

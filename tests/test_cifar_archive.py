@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.cifar_archive import (
+from transfer.cifar_archive import read_archive
+from transfer.cifar_format import (
     ARCHIVE_NAME,
     IMAGE_SHAPE,
     META_MEMBER,
@@ -18,10 +19,9 @@ from stages.cifar_archive import (
     STRAY_MEMBER,
     TEST_MEMBER,
     TRAIN_MEMBER,
-    read_archive,
-    write_synthetic_archive,
 )
-from stages.errors import UserError
+from transfer.errors import UserError
+from transfer.synthetic_archive import write_synthetic_archive
 
 TRAIN_SIZE = 300  # images: 3 per class
 TEST_SIZE = 100  # images: 1 per class

@@ -1,4 +1,4 @@
-"""Paired statistics between strategies (stages/comparison.py), against hand-computed cases and bad inputs."""
+"""Paired statistics between strategies (transfer/report/comparison.py), against hand-computed cases and bad inputs."""
 
 import itertools
 import json
@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from stages import comparison, paths
-from stages.atomic import save_npz
-from stages.errors import UserError
+from transfer import paths
+from transfer.atomic import save_npz
+from transfer.errors import UserError
+from transfer.report import comparison
 
 IMAGES = 40
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from stages import paths
-from stages.config import BACKBONE_BLOCKS, load_params, parse_params
-from stages.errors import UserError
 from tests.project import params_tree
+from transfer import paths
+from transfer.config import BACKBONE_BLOCKS, load_params, parse_params
+from transfer.errors import UserError
 
 PARAMS_FILE = paths.PROJECT_ROOT / paths.PARAMS_PATH
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import config, download, paths, plots, prepare, train, weights
+from stages import download, plots, prepare, train, weights
 from tests.project import merge, params_tree, write_params
+from transfer import config, paths
 
 DVC_STAGES = yaml.safe_load((paths.PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
 CONFIG_CLASSES = [

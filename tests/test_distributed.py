@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages import paths
 from tests.project import params_tree, write_params
+from transfer import paths
 
 EXACT_STRATEGY = "probe"  # head only, cached features: the same step on 1 or 2 processes
 BATCHNORM_STRATEGY = "deep"  # layer4's BatchNorm trains on each rank's half batch

@@ -8,22 +8,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.batches import ImageBatches
-from stages.config import parse_params
-from stages.data import ImageSplit, normalize
-from stages.device import Compute
-from stages.evaluation import Scores, TopKAccuracy, confusion_counts, evaluate, superclass_top1, top_classes
-from stages.model import build_network
-from stages.train import build_optimizer, build_scheduler
-from stages.weights import write_random_weights
 from tests.project import params_tree
+from transfer.augment import Normalization
+from transfer.batches import ImageBatches
+from transfer.config import parse_params
+from transfer.data import ImageSplit
+from transfer.device import Compute
+from transfer.evaluation import Scores, TopKAccuracy, confusion_counts, evaluate, superclass_top1, top_classes
+from transfer.model import build_network
+from transfer.recipe import build_optimizer, build_scheduler
+from transfer.weights_source import write_random_weights
 
 FP32_CPU = Compute(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
 
 
 def images(split: ImageSplit) -> ImageBatches:
     """Un-augmented 32-px batches of split, in fp32 on the CPU."""
-    return ImageBatches(split, 32, None, FP32_CPU)
+    return ImageBatches(split, Normalization(32), None, FP32_CPU)
 
 
 PARAMS = parse_params(params_tree())  # test-owned values, never the committed params.yaml
@@ -104,7 +105,7 @@ def test_evaluate_matches_whole_set_computation(batch_size, split):
     net = tiny_classifier()
     net.eval()
     with torch.no_grad():
-        logits = net(normalize(split.images, 32))
+        logits = net(Normalization(32)(split.images))
     expected_loss = F.cross_entropy(logits.double(), split.labels).item()
     scores = evaluate(net, images(split), batch_size, NUM_CLASSES, FP32_CPU)
     # Per-batch float32 logits summed in float64: within float32 rounding of the direct value.

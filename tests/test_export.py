@@ -10,16 +10,16 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from stages import export, paths
-from stages.data import IMAGENET_MEAN, IMAGENET_STD
-from stages.errors import UserError
+from transfer import paths
+from transfer.augment import IMAGENET_MEAN, IMAGENET_STD
+from transfer.errors import UserError
+from transfer.onnx_export import export
 
 # Run in a separate process, as a user's inference code would: onnxruntime on the file alone.
 # 1e-3: fp32 ResNet18 logits of two runtimes differ by ~1e-6 relative; 1e-3 is loose for logits of order 1-10.
 ONNX_VS_TORCH = """
 import sys, numpy, onnxruntime, torch
-from stages.model import build_inference_network
-from stages.predict import load_model_file
+from transfer.model import load_model_file, build_inference_network
 checkpoint = load_model_file(sys.argv[1])
 size = checkpoint["normalization"]["image_size"]
 inputs = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(1))
@@ -48,9 +48,9 @@ def project(tmp_path: Path, monkeypatch) -> Path:
 
 
 def test_export_is_reproducible_and_carries_metadata(project: Path):
-    export.export("scratch")
+    export("scratch")
     first = paths.onnx_path("scratch").read_bytes()
-    export.export("scratch")
+    export("scratch")
     assert paths.onnx_path("scratch").read_bytes() == first  # DVC users expect same inputs, same bytes
     metadata = {prop.key: prop.value for prop in onnx.load(paths.onnx_path("scratch")).metadata_props}
     assert json.loads(metadata["class_names"]) == [f"class_{index}" for index in range(5)]
@@ -60,7 +60,7 @@ def test_export_is_reproducible_and_carries_metadata(project: Path):
 def test_mismatch_fails_with_one_line_and_writes_nothing(project: Path, monkeypatch):
     monkeypatch.setattr(export, "max_abs_difference", lambda net, model, image_size: 0.5)
     with pytest.raises(UserError, match="differ by 0.5"):
-        export.export("scratch")
+        export("scratch")
     assert sorted(path.name for path in paths.MODELS_DIR.iterdir()) == ["scratch.pt"]
 
 

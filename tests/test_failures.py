@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from stages import paths
-from stages.cifar_archive import write_synthetic_archive
-from stages.errors import run_stage
 from tests.project import copy_project, params_tree, write_params
+from transfer import paths
+from transfer.errors import run_stage
+from transfer.synthetic_archive import write_synthetic_archive
 
-# A fetch retry notice on stderr (stages/fetch.py prints one before each new attempt); not an error line.
+# A fetch retry notice on stderr (transfer/fetch.py prints one before each new attempt); not an error line.
 RETRY_NOTICE = re.compile(r"retrying \S+ in \d+\.\d s \(attempt \d+/\d+\): .+")
 DEFAULT_ATTEMPTS = 5  # fetch()'s default, which the download stage uses
 SERVED_ARCHIVE_SIZES = dict(train_size=200, test_size=100, seed=0)  # images: a few hundred KB, made in well under 1 s
@@ -29,7 +29,7 @@ STAGE_TIMEOUT_SECONDS = 180
 
 @dataclass
 class Project:
-    """A temporary copy of stages/ with its own params.yaml, where stages run as subprocesses."""
+    """A temporary copy of the project with its own params.yaml, where stages run as subprocesses."""
 
     root: Path
 
@@ -53,7 +53,7 @@ class Project:
         Returns the run as a CompletedProcess and the delays the stage asked to sleep, in order.
         """
         delays: list[float] = []
-        monkeypatch.setattr("stages.fetch.time.sleep", delays.append)
+        monkeypatch.setattr("transfer.fetch.time.sleep", delays.append)
         monkeypatch.chdir(self.root)
         capsys.readouterr()  # drop anything printed before
         try:
@@ -75,12 +75,12 @@ class Project:
         return (self.root / path).exists()
 
     def stray_files(self) -> list[str]:
-        """Temporary (atomic_path's .<name>.*.tmp) or partial (fetch's .part) files anywhere outside stages/."""
+        """Temporary (atomic_path's .<name>.*.tmp) or partial (fetch's .part) files anywhere outside the code."""
         return sorted(
             str(path.relative_to(self.root))
             for path in self.root.rglob("*")
             if path.is_file()
-            and path.relative_to(self.root).parts[0] != "stages"
+            and path.relative_to(self.root).parts[0] not in ("stages", "transfer")
             and path.name.endswith((".tmp", ".part"))
         )
 

@@ -6,18 +6,22 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from stages.batches import FeatureBatches, ImageBatches, cache_features, training_batches
-from stages.config import parse_params
-from stages.data import ImageSplit, epoch_generator
-from stages.device import Compute
-from stages.errors import UserError
-from stages.model import build_network
-from stages.train import build_optimizer, train_one_epoch
-from stages.weights import write_random_weights
 from tests.project import params_tree
+from tests.training import class_names_only, one_phase_plan, run_context
+from transfer.augment import Normalization
+from transfer.batches import FeatureBatches, ImageBatches, cache_features, training_batches
+from transfer.config import parse_params
+from transfer.data import ImageSplit
+from transfer.device import Compute
+from transfer.errors import UserError
+from transfer.model import build_network
+from transfer.recipe import build_optimizer, train_one_epoch
+from transfer.weights_source import write_random_weights
 
 PARAMS = parse_params(params_tree())  # test-owned values, never the committed params.yaml
 NUM_CLASSES = 100
+DATA = class_names_only(NUM_CLASSES)
+SIZE_32, SIZE_64 = Normalization(32), Normalization(64)
 CPU = torch.device("cpu")
 FP32 = Compute(device=CPU, amp_dtype=None, channels_last=False)
 FP32_CHANNELS_LAST = Compute(device=CPU, amp_dtype=None, channels_last=True)
@@ -62,17 +66,16 @@ def network(name: str, weights_path, compute: Compute = FP32, **strategy_changes
 
 
 def one_epoch(net, batches, compute: Compute, batch_size: int = 16) -> tuple[float, float, int]:
-    """A training epoch with the committed optimizer settings and a fixed generator."""
+    """Epoch 1 of seed 0 with the test params' optimizer settings (a fixed generator)."""
     optimizer = build_optimizer(net, dataclasses.replace(PARAMS.strategy, batch_size=batch_size))
-    return train_one_epoch(
-        net, optimizer, batches, batch_size, epoch_generator(0, 1, CPU), compute, NUM_CLASSES, "test"
-    )
+    run = run_context(PARAMS, "scratch", DATA, compute)
+    return train_one_epoch(net, optimizer, batches, run, one_phase_plan(run, batch_size), epoch=1)
 
 
 @pytest.mark.parametrize("name", ["shallow", "deep"])
 def test_cached_features_give_the_logits_of_the_full_network(name, weights_path):
     net, _ = network(name, weights_path)
-    images = ImageBatches(split(), 32, None, FP32)
+    images = ImageBatches(split(), SIZE_32, None, FP32)
     cached = cache_features(net, images, batch_size=16)
     net.eval()
     indices = torch.arange(len(images))
@@ -82,7 +85,7 @@ def test_cached_features_give_the_logits_of_the_full_network(name, weights_path)
 
 def test_head_only_cache_is_pooled_to_512_values_per_image(weights_path):
     net, _ = network("shallow", weights_path)
-    cached = cache_features(net, ImageBatches(split(), 64, None, FP32), batch_size=16)
+    cached = cache_features(net, ImageBatches(split(), SIZE_64, None, FP32), batch_size=16)
     assert cached.features.shape == (64, 512, 1, 1)
 
 
@@ -90,7 +93,7 @@ def test_head_only_cache_is_pooled_to_512_values_per_image(weights_path):
 def test_training_on_cached_features_equals_training_on_images(name, weights_path):
     net_images, strategy = network(name, weights_path, augment=False)
     net_cached, _ = network(name, weights_path, augment=False)
-    images = ImageBatches(split(), 32, None, FP32)
+    images = ImageBatches(split(), SIZE_32, None, FP32)
     batches = training_batches(net_cached, images, strategy.augment, batch_size=16)
     assert isinstance(batches, FeatureBatches)
     assert one_epoch(net_cached, batches, FP32) == one_epoch(net_images, images, FP32)
@@ -100,9 +103,9 @@ def test_training_on_cached_features_equals_training_on_images(name, weights_pat
 def test_augmenting_or_scratch_strategies_never_cache(weights_path):
     shallow, _ = network("shallow", weights_path)
     scratch, _ = network("scratch", weights_path)
-    images = ImageBatches(split(), 32, PARAMS.data.augment, FP32)
-    assert training_batches(shallow, images, augment_images=True, batch_size=16) is images
-    assert training_batches(scratch, images, augment_images=False, batch_size=16) is images
+    images = ImageBatches(split(), SIZE_32, PARAMS.data.augment, FP32)
+    assert training_batches(shallow, images, augments=True, batch_size=16) is images
+    assert training_batches(scratch, images, augments=False, batch_size=16) is images
 
 
 def test_channels_last_gives_the_same_logits(weights_path):
@@ -110,8 +113,8 @@ def test_channels_last_gives_the_same_logits(weights_path):
     net.eval()
     indices = torch.arange(16)
     with torch.no_grad():
-        contiguous = ImageBatches(split(), 32, None, FP32).logits(net, indices)
-        channels_last = ImageBatches(split(), 32, None, FP32_CHANNELS_LAST).logits(
+        contiguous = ImageBatches(split(), SIZE_32, None, FP32).logits(net, indices)
+        channels_last = ImageBatches(split(), SIZE_32, None, FP32_CHANNELS_LAST).logits(
             net.to(memory_format=torch.channels_last), indices
         )
     assert_close(channels_last, contiguous, rtol=1e-4, atol=1e-4)
@@ -135,7 +138,7 @@ def test_bf16_step_computes_the_fp32_step_within_rounding(weights_path):
     results = {}
     for label, compute in (("fp32", FP32), ("bf16", BF16)):
         net, _ = network("scratch", weights_path, compute)
-        results[label] = loss_and_gradient(net, ImageBatches(split(), 32, None, compute), compute)
+        results[label] = loss_and_gradient(net, ImageBatches(split(), SIZE_32, None, compute), compute)
     (logits32, loss32, gradient32), (logits16, loss16, gradient16) = results["fp32"], results["bf16"]
     assert not torch.equal(logits16, logits32)  # bf16 really ran
     # Cross-entropy moves by at most 2 * max|change of a logit| (its gradient in the logits is
@@ -147,10 +150,11 @@ def test_bf16_step_computes_the_fp32_step_within_rounding(weights_path):
 
 def test_diverging_loss_stops_with_the_strategy_epoch_step_and_lr(weights_path):
     net, _ = network("scratch", weights_path)
-    images = ImageBatches(split(), 32, None, FP32)
+    images = ImageBatches(split(), SIZE_32, None, FP32)
     optimizer = torch.optim.SGD(net.parameters(), lr=1e12)
-    with pytest.raises(UserError, match=r"train@scratch epoch 2/3: the loss became (nan|inf) by step \d+ at lr 1e\+12"):
+    run = run_context(PARAMS, "scratch", DATA)
+    plan = one_phase_plan(run, batch_size=16, epochs=3)
+    message = r"train@scratch seed 0 epoch 2/3: the loss became (nan|inf) by step \d+ at lr 1e\+12"
+    with pytest.raises(UserError, match=message):
         for _ in range(3):
-            train_one_epoch(
-                net, optimizer, images, 16, epoch_generator(0, 1, CPU), FP32, NUM_CLASSES, "train@scratch epoch 2/3"
-            )
+            train_one_epoch(net, optimizer, images, run, plan, epoch=2)

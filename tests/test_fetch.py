@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.errors import UserError
-from stages.fetch import Checksum, fetch, file_digest, verify_checksum
+from transfer.digest import Checksum, file_digest, verify_checksum
+from transfer.errors import UserError
+from transfer.fetch import fetch
 
 PAYLOAD = random.Random(0).randbytes(300_000)  # 300 KB: several socket reads, still instant
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()

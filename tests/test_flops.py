@@ -4,9 +4,9 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from stages.config import BACKBONE_BLOCKS, HeadConfig
-from stages.flops import flops_per_training_run, image_flops, images_trained_per_epoch
-from stages.model import StrategyNet, build_head
+from transfer.config import BACKBONE_BLOCKS, HeadConfig
+from transfer.flops import RunShape, flops_per_training_run, image_flops, images_trained_per_epoch
+from transfer.model import StrategyNet, build_head
 
 NUM_CLASSES = 100
 HEAD_FORWARD = 2 * 512 * NUM_CLASSES  # Linear 512->100: one multiply-add (2 FLOPs) per weight and image
@@ -55,6 +55,11 @@ def test_counting_leaves_the_network_untouched():
     ]
 
 
+def run_shape(batches_kind: str) -> RunShape:
+    """A run of EPOCHS epochs over TRAIN_IMAGES at 32 px in batches of BATCH_SIZE, validating on VAL_IMAGES."""
+    return RunShape(batches_kind, 32, BATCH_SIZE, TRAIN_IMAGES, VAL_IMAGES, EPOCHS)
+
+
 def test_a_run_scales_the_per_image_counts():
     net = network(("layer4",))
     flops = image_flops(net, 32)
@@ -64,21 +69,17 @@ def test_a_run_scales_the_per_image_counts():
     per_epoch_images = trained * (flops.frozen_forward + flops.trainable_step) + VAL_IMAGES * (
         flops.frozen_forward + flops.trainable_forward
     )
-    assert flops_per_training_run(net, "images", 32, BATCH_SIZE, TRAIN_IMAGES, VAL_IMAGES, EPOCHS) == (
-        EPOCHS * per_epoch_images
-    )
+    assert flops_per_training_run(net, run_shape("images")) == (EPOCHS * per_epoch_images)
     # Cached features: the frozen prefix runs once over train + val, each epoch starts from its output.
     cached = (TRAIN_IMAGES + VAL_IMAGES) * flops.frozen_forward + EPOCHS * (
         trained * flops.trainable_step + VAL_IMAGES * flops.trainable_forward
     )
-    assert flops_per_training_run(net, "features", 32, BATCH_SIZE, TRAIN_IMAGES, VAL_IMAGES, EPOCHS) == cached
+    assert flops_per_training_run(net, run_shape("features")) == cached
 
 
 def test_default_strategies_order_by_cost():
     def run_flops(train_layers: tuple[str, ...], batches_kind: str = "images") -> int:
-        return flops_per_training_run(
-            network(train_layers), batches_kind, 32, BATCH_SIZE, TRAIN_IMAGES, VAL_IMAGES, EPOCHS
-        )
+        return flops_per_training_run(network(train_layers), run_shape(batches_kind))
 
     shallow, deep, scratch = run_flops(()), run_flops(("layer4",)), run_flops(BACKBONE_BLOCKS)
     assert 0 < run_flops((), "features") < shallow < deep < scratch

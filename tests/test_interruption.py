@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import paths
 from tests.project import merge, params_tree, write_params
+from transfer import paths
 
 STRATEGY = "deep"
 EPOCHS = 2

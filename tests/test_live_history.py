@@ -6,8 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from stages import paths
 from tests.project import Repo, params_tree
+from transfer import paths
 
 EPOCHS = 4
 POLL_SECONDS = 0.05  # an epoch of scratch on 500 tiny images takes about half a second on 2 CPU cores

@@ -6,18 +6,19 @@ import json
 import pytest
 import torch
 
-from stages import paths, train
-from stages.config import parse_params
 from tests.project import Repo, params_tree
+from tests.training import run_context
+from transfer import paths, runs
+from transfer.config import parse_params
 
 BEST_VAL_TOP1 = {0.1: 0.30, 0.05: 0.50, 0.01: 0.50, 0.001: 0.20}  # made-up scores; 0.05 and 0.01 tie
 
 
-def fake_train_seed(params, strategy, data, compute, seed, ranks, lr_candidate=None):
+def fake_train_seed(run, lr_candidate=None):
     """A run whose best validation top-1 is looked up by its lr; it records which lr and checkpoint it used."""
-    lr = strategy.training.lr
+    lr = run.strategy.training.lr
     metrics = {"best_val_top1": BEST_VAL_TOP1[lr], "best_epoch": 1, "lr": lr, "candidate": lr_candidate}
-    return train.SeedRun(seed, metrics, [], torch.zeros(1, 1), {}, torch.zeros(1, 5)), f"net at {lr}"
+    return runs.SeedRun(run.seed, metrics, [], torch.zeros(1, 1), {}, torch.zeros(1, 5)), f"net at {lr}"
 
 
 @pytest.mark.parametrize(
@@ -26,9 +27,9 @@ def fake_train_seed(params, strategy, data, compute, seed, ranks, lr_candidate=N
     ids=["best", "tie: first listed", "tie: first listed, other order", "one candidate"],
 )
 def test_search_keeps_the_best_validation_top1_and_the_first_on_a_tie(monkeypatch, candidates, chosen):
-    monkeypatch.setattr(train, "train_seed", fake_train_seed)
+    monkeypatch.setattr(runs, "train_seed", fake_train_seed)
     params = parse_params(params_tree({"strategy": {"lr": candidates}}))
-    rows, run, net = train.search_lr(params, params.strategy_named("deep"), None, None, 0, None)
+    rows, run, net = runs.search_lr(run_context(params, "deep", data=None))
     assert rows == [{"lr": lr, "best_val_top1": BEST_VAL_TOP1[lr], "best_epoch": 1} for lr in candidates]
     assert (run.metrics["lr"], net) == (chosen, f"net at {chosen}")
     # Each candidate of a search has its own checkpoint; a single lr keeps the plain one.

@@ -9,15 +9,18 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from stages.batches import ImageBatches
-from stages.config import HeadConfig, parse_params
-from stages.data import ImageSplit, epoch_generator
-from stages.device import Compute
-from stages.errors import UserError
-from stages.model import StrategyNet, build_head, build_network, count_parameters, load_backbone_state
-from stages.train import build_optimizer, train_one_epoch
-from stages.weights import write_random_weights
 from tests.project import params_tree
+from tests.training import class_names_only, one_phase_plan, run_context
+from transfer.augment import Normalization
+from transfer.backbone import load_backbone_state
+from transfer.batches import ImageBatches
+from transfer.config import HeadConfig, parse_params
+from transfer.data import ImageSplit
+from transfer.device import Compute
+from transfer.errors import UserError
+from transfer.model import StrategyNet, build_head, build_network, count_parameters
+from transfer.recipe import build_optimizer, train_one_epoch
+from transfer.weights_source import write_random_weights
 
 PARAMS = parse_params(params_tree())  # test-owned values, never the committed params.yaml
 NUM_CLASSES = 100
@@ -163,17 +166,9 @@ def test_training_step_moves_neither_frozen_weights_nor_batchnorm_statistics(nam
     training = dataclasses.replace(PARAMS.strategy_named(name).training, batch_size=16)
     optimizer = build_optimizer(net, training)
     compute = Compute(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
-    batches = ImageBatches(tiny_split(32), 32, PARAMS.data.augment, compute)
-    loss, _, seen = train_one_epoch(
-        net,
-        optimizer,
-        batches,
-        training.batch_size,
-        epoch_generator(0, 1, compute.device),
-        compute,
-        NUM_CLASSES,
-        "test",
-    )
+    batches = ImageBatches(tiny_split(32), Normalization(32), PARAMS.data.augment, compute)
+    run = run_context(PARAMS, name, class_names_only(NUM_CLASSES), compute)
+    loss, _, seen = train_one_epoch(net, optimizer, batches, run, one_phase_plan(run, training.batch_size), epoch=1)
     assert seen == 32  # two optimizer steps of 16
     assert loss > 0
 

@@ -7,21 +7,18 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from stages.batches import ImageBatches
-from stages.checkpoint import EpochCheckpoints
-from stages.config import parse_params
-from stages.data import PreparedData, epoch_generator
-from stages.device import Compute
-from stages.model import StrategyNet, build_inference_network, build_network, count_parameters, with_train_layers
-from stages.train import (
-    build_optimizer,
-    build_scheduler,
-    fit,
-    save_model,
-    train_one_epoch,
-    training_flops,
-)
 from tests.project import params_tree
+from tests.training import run_context
+from transfer.augment import Normalization
+from transfer.batches import ImageBatches
+from transfer.checkpoint import EpochCheckpoints
+from transfer.config import parse_params
+from transfer.data import PreparedData
+from transfer.device import Compute
+from transfer.model import StrategyNet, build_inference_network, build_network, count_parameters, with_train_layers
+from transfer.recipe import PhasePlan, build_optimizer, build_scheduler, fit, train_one_epoch
+from transfer.results import save_model
+from transfer.runs import training_flops
 
 NUM_CLASSES = 10
 CPU = torch.device("cpu")
@@ -29,6 +26,14 @@ FP32 = Compute(device=CPU, amp_dtype=None, channels_last=False)
 SEED = 0
 BATCH_SIZE = 8  # two steps an epoch on tiny_data
 UNUSED_WEIGHTS = Path("no-pretrained-weights.pth")  # every strategy here starts from random init
+
+
+@pytest.fixture(autouse=True)
+def in_temporary_directory(tmp_path, monkeypatch):
+    """fit() writes live history under results/: here, never into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 TWO_PHASES = [
     {"train_layers": [], "epochs": 1, "lr": 0.1},
     {"train_layers": ["layer4"], "epochs": 2, "lr": 0.01},
@@ -66,10 +71,9 @@ def network(params, name: str, seed: int = SEED) -> StrategyNet:
 
 def run_fit(params, name: str, checkpoint_path: Path, data: PreparedData) -> tuple[StrategyNet, object]:
     """fit() on a fresh network; (net, progress)."""
-    strategy = params.strategy_named(name)
     net = network(params, name)
     checkpoints = EpochCheckpoints(checkpoint_path, "key")
-    return net, fit(net, strategy, params, data, FP32, checkpoints, SEED)
+    return net, fit(net, run_context(params, name, data, FP32, SEED), checkpoints)
 
 
 def test_two_phases_equal_the_phases_run_by_hand(tmp_path):
@@ -86,10 +90,10 @@ def test_two_phases_equal_the_phases_run_by_hand(tmp_path):
     view = StrategyNet(by_hand.resnet, ("layer4",))
     optimizer = build_optimizer(view, phase_two.training)
     scheduler = build_scheduler(optimizer, phase_two.training)
-    train_batches = ImageBatches(data.split("train", CPU), 32, params.data.augment, FP32)
+    train_batches = ImageBatches(data.split("train", CPU), Normalization(32), params.data.augment, FP32)
+    run, plan = run_context(params, "two", data, FP32, SEED), PhasePlan(None, phase_two, 2, 3)
     for epoch in (2, 3):
-        generator = epoch_generator(SEED, epoch, CPU)
-        train_one_epoch(view, optimizer, train_batches, BATCH_SIZE, generator, FP32, NUM_CLASSES, "by hand")
+        train_one_epoch(view, optimizer, train_batches, run, plan, epoch)
         scheduler.step()
     # Same operations in the same order on the CPU: bit-identical, so no tolerance.
     assert_close(net.state_dict(), by_hand.state_dict(), rtol=0, atol=0)
@@ -121,17 +125,19 @@ def uninterrupted(tmp_path_factory):
     """The two-phase run straight through: (params, data, net, progress)."""
     data = tiny_data()
     params = params_with(two={"phases": TWO_PHASES})
-    net, progress = run_fit(params, "two", tmp_path_factory.mktemp("straight") / "two.pt", data)
+    folder = tmp_path_factory.mktemp("straight")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)  # module-scoped: set up before the autouse chdir of each test
+        net, progress = run_fit(params, "two", folder / "two.pt", data)
     return params, data, net, progress
 
 
 @pytest.mark.parametrize("stop_after", [1, 2], ids=["at the phase boundary", "inside phase 2"])
 def test_resume_inside_any_phase_gives_the_uninterrupted_run(tmp_path, uninterrupted, stop_after):
     params, data, net, progress = uninterrupted
-    strategy = params.strategy_named("two")
     path = tmp_path / "interrupted.pt"
     with pytest.raises(KeyboardInterrupt):
-        fit(network(params, "two"), strategy, params, data, FP32, InterruptingCheckpoints(path, "key", stop_after), 0)
+        fit(network(params, "two"), run_context(params, "two", data), InterruptingCheckpoints(path, "key", stop_after))
     resumed_net, resumed = run_fit(params, "two", path, data)
     assert_close(resumed_net.state_dict(), net.state_dict(), rtol=0, atol=0)
     assert resumed.history == progress.history
@@ -149,7 +155,7 @@ def test_train_flops_of_two_phases_is_the_sum_of_the_phases_as_strategies():
     )
 
     def flops(name: str) -> int:
-        return training_flops(network(params, name), params.strategy_named(name), params, data, FP32)
+        return training_flops(network(params, name), run_context(params, name, data))
 
     assert flops("two") == flops("first") + flops("second")
 
@@ -167,7 +173,7 @@ def test_full_trains_every_parameter_and_lpft_counts_its_widest_phase():
     assert count_parameters(widest)[0] == count_parameters(widest)[1]
 
 
-def test_cifar_stem_has_the_published_parameter_count_and_rebuilds_for_inference(tmp_path, monkeypatch):
+def test_cifar_stem_has_the_published_parameter_count_and_rebuilds_for_inference(tmp_path):
     params = params_with(cifar={"train_layers": "all", "stem": "cifar"})
     strategy = params.strategy_named("cifar")
     net = build_network(strategy, params.model.head, 100, UNUSED_WEIGHTS, SEED)
@@ -176,8 +182,8 @@ def test_cifar_stem_has_the_published_parameter_count_and_rebuilds_for_inference
     assert isinstance(net.resnet.maxpool, torch.nn.Identity)
     data = tiny_data()
     small = build_network(strategy, params.model.head, NUM_CLASSES, UNUSED_WEIGHTS, SEED)
-    monkeypatch.chdir(tmp_path)
-    save_model(small, strategy, params, data, FP32, SEED)
+    run = run_context(params, strategy, data)
+    save_model(run, small, model_seed=SEED)
     checkpoint = torch.load(tmp_path / "models" / "cifar.pt", weights_only=True)
     assert checkpoint["config"]["strategy"]["stem"] == "cifar"
     rebuilt = build_inference_network(checkpoint)

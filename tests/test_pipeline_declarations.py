@@ -1,12 +1,14 @@
 """dvc.yaml declares what the stages really read and write: code deps, paths, plots."""
 
 import ast
+from pathlib import Path
 
 import pytest
 import yaml
 
-from stages import paths, plots
-from stages.config import load_params
+from stages import plots
+from transfer import paths
+from transfer.config import load_params
 
 ROOT = paths.PROJECT_ROOT
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -18,32 +20,56 @@ def stage_body(name: str) -> dict:
     return STAGES[name].get("do", STAGES[name])
 
 
+PROJECT_ROOTS = ("stages", "transfer")
+PROJECT_PACKAGES = ("stages", "transfer", "transfer.report")  # packages whose modules a stage may import
+
+
+def module_file(module: str) -> Path:
+    """The source file of a project module: a package's __init__.py or a plain module's .py."""
+    as_path = ROOT / module.replace(".", "/")
+    return as_path / "__init__.py" if as_path.is_dir() else as_path.with_suffix(".py")
+
+
 def imported_project_modules(module: str) -> set[str]:
-    """Every stages.* module that module imports, directly or through others, itself included."""
+    """Every stages.* and transfer.* module that module imports, directly or through others, itself included.
+
+    Importing a submodule runs its packages' __init__.py too, so those count as imported.
+    """
     found, pending = set(), [module]
     while pending:
         current = pending.pop()
         if current in found:
             continue
         found.add(current)
-        tree = ast.parse((ROOT / (current.replace(".", "/") + ".py")).read_text())
+        parts = current.split(".")
+        pending.extend(".".join(parts[:length]) for length in range(1, len(parts)))  # parent packages
+        tree = ast.parse(module_file(current).read_text())
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == "stages":
-                pending.extend(f"stages.{alias.name}" for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages."):
+            if isinstance(node, ast.ImportFrom) and node.module in PROJECT_PACKAGES:
+                # `from transfer import paths` imports a module; `from transfer.report import x` may too.
+                pending.extend(
+                    f"{node.module}.{alias.name}"
+                    for alias in node.names
+                    if module_file(f"{node.module}.{alias.name}").exists()
+                )
+                pending.append(node.module)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PROJECT_ROOTS:
                 pending.append(node.module)
             elif isinstance(node, ast.Import):
-                pending.extend(alias.name for alias in node.names if alias.name.startswith("stages."))
+                pending.extend(alias.name for alias in node.names if alias.name.split(".")[0] in PROJECT_ROOTS)
     return found
+
+
+def declared_code(stage: str) -> set[str]:
+    """The project source files a stage lists in its deps."""
+    return {dep for dep in stage_body(stage)["deps"] if dep.split("/")[0] in PROJECT_ROOTS}
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_stage_declares_exactly_the_code_it_imports(stage: str):
-    body = stage_body(stage)
-    module = body["cmd"].split()[2]  # "python -m stages.<name> ..."
-    expected = {f"{name.replace('.', '/')}.py" for name in imported_project_modules(module)} | {"stages/__init__.py"}
-    declared = {dep for dep in body["deps"] if dep.startswith("stages/")}
-    assert declared == expected
+    module = stage_body(stage)["cmd"].split()[2]  # "python -m stages.<name> ..."
+    expected = {str(module_file(name).relative_to(ROOT)) for name in imported_project_modules(module)}
+    assert declared_code(stage) == expected
 
 
 def test_stage_outputs_are_the_paths_the_code_writes():

@@ -15,8 +15,9 @@ import pytest
 import torch
 import yaml
 
-from stages import paths, plots
+from stages import plots
 from tests.project import Repo, params_tree, processes_under
+from transfer import paths
 
 CHANCE_TOP1 = 0.01  # 100 classes
 # With N test images a guessing network's top-1 has standard deviation sqrt(0.01 * 0.99 / N),

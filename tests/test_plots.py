@@ -15,10 +15,11 @@ import pytest
 import yaml
 from dvc_render.base import Renderer
 
-from stages import paths, plots
-from stages.atomic import save_npz
-from stages.errors import UserError
+from stages import plots
 from tests.project import params_tree, write_params
+from transfer import paths
+from transfer.atomic import save_npz
+from transfer.errors import UserError
 
 ROOT = paths.PROJECT_ROOT
 DVC = str(Path(sys.executable).parent / "dvc")

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from stages import precision
+from transfer import precision
 
 
 class FakeProbe:

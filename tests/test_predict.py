@@ -11,15 +11,16 @@ from PIL import Image
 from torchvision.models import resnet18
 
 from stages import predict
-from stages.data import IMAGENET_MEAN, IMAGENET_STD
-from stages.model import build_inference_network
+from transfer import inference
+from transfer.augment import IMAGENET_MEAN, IMAGENET_STD, Normalization
+from transfer.model import build_inference_network, load_model_file
 
 CLASS_NAMES = [f"class_{index}" for index in range(7)]
 
 
 @pytest.fixture
 def model_file(tmp_path: Path) -> Path:
-    """A model file in the layout stages/train.save_model writes (random weights, 7 classes)."""
+    """A model file in the layout transfer/results.save_model writes (random weights, 7 classes)."""
     torch.manual_seed(0)
     net = resnet18(num_classes=len(CLASS_NAMES))
     checkpoint = {
@@ -60,11 +61,11 @@ def test_json_lists_top_k_classes_with_probabilities(model_file: Path, tmp_path:
 
 
 def test_probabilities_match_the_network_on_the_normalised_image(model_file: Path, tmp_path: Path):
-    image = predict.load_image(write_image(tmp_path / "a.png", (32, 32)))
-    checkpoint = predict.load_model_file(model_file)
-    inputs = predict.normalize_images(image[None], checkpoint["normalization"])
+    image = inference.load_image(write_image(tmp_path / "a.png", (32, 32)))
+    checkpoint = load_model_file(model_file)
+    inputs = Normalization.from_record(checkpoint["normalization"])(image[None])
     expected = build_inference_network(checkpoint)(inputs).softmax(dim=1)[0]
-    ranked = predict.top_classes(checkpoint, image[None], len(CLASS_NAMES), torch.device("cpu"), 4)[0]
+    ranked = inference.top_classes(checkpoint, image[None], len(CLASS_NAMES), torch.device("cpu"), 4)[0]
     for name, probability in ranked:
         # Rounded to 6 decimals on output: at most 5e-7 off.
         assert abs(probability - expected[CLASS_NAMES.index(name)].item()) <= 5e-7
@@ -100,6 +101,6 @@ def test_predict_labels_an_image_with_a_trained_model(e2e_repo, tmp_path: Path):
     table = run_predict(str(model), str(image))
     assert table.returncode == 0, table.stderr
     records = json.loads(run_predict(str(model), str(image), "--json").stdout)
-    class_names = predict.load_model_file(model)["class_names"]
+    class_names = load_model_file(model)["class_names"]
     assert records[0]["top5"][0]["class"] in class_names and records[0]["top5"][0]["class"] in table.stdout
     assert 0.0 <= records[0]["top5"][0]["probability"] <= 1.0

@@ -5,18 +5,10 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from stages.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    epoch_generator,
-    load_prepared,
-    normalize,
-    random_crop,
-    random_flip,
-    shuffled_batches,
-)
-from stages.errors import UserError
-from stages.prepare import fine_to_coarse, stratified_split
+from transfer.augment import IMAGENET_MEAN, IMAGENET_STD, normalize, random_crop, random_flip
+from transfer.data import epoch_generator, load_prepared, shuffled_batches
+from transfer.errors import UserError
+from transfer.splitting import fine_to_coarse, stratified_split
 
 CPU = torch.device("cpu")
 NUM_CLASSES = 100
@@ -151,7 +143,7 @@ def test_normalize_shape_dtype_and_values(image_size):
     images = mean_pixels.view(1, 3, 1, 1).expand(4, 3, 32, 32).contiguous()
     images[1] = 255
     images[2] = 0
-    normalized = normalize(images, image_size)
+    normalized = normalize(images, image_size, IMAGENET_MEAN, IMAGENET_STD)
     assert normalized.dtype == torch.float32
     assert normalized.shape == (4, 3, image_size, image_size)
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)

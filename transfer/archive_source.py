@@ -1,0 +1,45 @@
+"""Obtain the CIFAR-100 archive the data.* params name: fetched over http(s), copied from a local file, or generated."""
+
+import shutil
+from pathlib import Path
+
+from transfer.atomic import atomic_path
+from transfer.config import DataConfig
+from transfer.digest import Checksum, verify_checksum
+from transfer.errors import UserError
+from transfer.fetch import fetch
+from transfer.synthetic_archive import write_synthetic_archive
+
+OFFLINE_HINT = (
+    "to work offline set data.source to a local copy of cifar-100-python.tar.gz, "
+    "or to 'synthetic' (e.g. dvc exp run -S data.source=synthetic -S model.weights=random)"
+)
+
+
+def copy_local_archive(source: Path, checksum: Checksum, destination: Path) -> None:
+    """Verify a local archive against data.md5, then copy it into place atomically."""
+    if not source.is_file():
+        raise UserError(f"data.source = '{source}' is not a file, an http(s) URL or 'synthetic'")
+    try:
+        verify_checksum(source, checksum)
+    except UserError as error:
+        raise UserError(
+            f"{error}; use the official archive, or set data.md5 to this file's MD5 if it is meant to differ"
+        ) from None
+    with atomic_path(destination) as temp_path:
+        shutil.copyfile(source, temp_path)
+
+
+def obtain_archive(data: DataConfig, destination: Path) -> None:
+    """Write the archive data.source names to destination."""
+    if data.is_synthetic:
+        write_synthetic_archive(
+            destination,
+            train_size=data.synthetic.train_size,
+            test_size=data.synthetic.test_size,
+            seed=data.synthetic.seed,
+        )
+    elif data.is_url:
+        fetch(data.source, destination, checksum=Checksum("md5", data.md5.lower()), offline_hint=OFFLINE_HINT)
+    else:
+        copy_local_archive(Path(data.source).expanduser(), Checksum("md5", data.md5.lower()), destination)

@@ -1,0 +1,20 @@
+"""The on-disk layout of the CIFAR-100 python archive: member names, image shape, class counts.
+
+Shared by the reader (cifar_archive.py) and the synthetic writer (synthetic_archive.py), so that
+neither depends on the other and the download stage never reruns when the reader changes.
+"""
+
+ARCHIVE_NAME = "cifar-100-python.tar.gz"
+NUM_CLASSES = 100
+NUM_COARSE_CLASSES = 20
+IMAGE_SHAPE = (32, 32, 3)  # height, width, channels (HWC, as returned by read_archive)
+
+ARCHIVE_DIR = "cifar-100-python"
+TRAIN_MEMBER = f"{ARCHIVE_DIR}/train"
+TEST_MEMBER = f"{ARCHIVE_DIR}/test"
+META_MEMBER = f"{ARCHIVE_DIR}/meta"
+STRAY_MEMBER = f"{ARCHIVE_DIR}/file.txt~"  # the real archive ships this editor backup; readers ignore it
+
+IMAGE_HEIGHT, IMAGE_WIDTH, IMAGE_CHANNELS = IMAGE_SHAPE
+ROW_LENGTH = IMAGE_CHANNELS * IMAGE_HEIGHT * IMAGE_WIDTH  # 3072 bytes: 1024 red, 1024 green, 1024 blue
+FINE_PER_COARSE = NUM_CLASSES // NUM_COARSE_CLASSES  # 5 fine classes per synthetic superclass

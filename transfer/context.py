@@ -1,0 +1,55 @@
+"""RunContext: what every step of one training run needs, passed as one value instead of six arguments."""
+
+import dataclasses
+from dataclasses import dataclass
+
+from transfer.augment import Normalization
+from transfer.batches import ImageBatches
+from transfer.config import Params, StrategyConfig
+from transfer.data import PreparedData
+from transfer.device import Compute
+from transfer.distributed import Ranks
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One seed's training of one strategy: the params, the strategy as it trains, the data, where it runs.
+
+    `strategy` is the strategy at the lr this run trains with (see StrategyConfig.at_lr); a context
+    for another seed or lr is a copy made with for_seed / at_lr, never a mutation.
+    """
+
+    params: Params
+    strategy: StrategyConfig
+    data: PreparedData
+    compute: Compute
+    seed: int
+    ranks: Ranks = Ranks()
+
+    def for_seed(self, seed: int) -> "RunContext":
+        """The same run with another seed."""
+        return dataclasses.replace(self, seed=seed)
+
+    def at_lr(self, lr: float) -> "RunContext":
+        """The same run with the strategy at one candidate lr."""
+        return dataclasses.replace(self, strategy=self.strategy.at_lr(lr))
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the prepared data."""
+        return len(self.data.class_names)
+
+    @property
+    def label(self) -> str:
+        """How progress lines name this run: 'train@<strategy> seed <n>'."""
+        return f"train@{self.strategy.name} seed {self.seed}"
+
+    @property
+    def normalization(self) -> Normalization:
+        """The input every strategy's network sees: data.image_size and ImageNet statistics."""
+        return Normalization(self.params.data.image_size)
+
+    def images(self, split: str, augmented: bool = False) -> ImageBatches:
+        """Batches of a split ('train', 'val', 'test') on the device; augmented=True applies data.augment."""
+        augmentation = self.params.data.augment if augmented else None
+        return ImageBatches(self.data.split(split, self.compute.device), self.normalization, augmentation, self.compute)

@@ -1,0 +1,84 @@
+"""The prepared splits as uint8 tensors on the device, and the seeded order in which an epoch visits them."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transfer.errors import UserError
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """One split on the training device: images (N, 3, 32, 32) uint8, labels (N,) int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """What the prepare stage wrote: the three splits as numpy arrays plus class and superclass names."""
+
+    train_images: np.ndarray  # (N, 32, 32, 3) uint8
+    train_labels: np.ndarray  # (N,) int64
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: tuple[str, ...]
+    fine_to_coarse: np.ndarray  # (classes,) int64: each class's superclass, -1 for a class with no image
+    coarse_class_names: tuple[str, ...]
+
+    def split(self, name: str, device: torch.device) -> ImageSplit:
+        """Split name ('train', 'val' or 'test') as channels-first uint8 tensors on device."""
+        images = getattr(self, f"{name}_images")
+        labels = getattr(self, f"{name}_labels")
+        images_nchw = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+        return ImageSplit(images_nchw.to(device), torch.from_numpy(labels).long().to(device))
+
+
+def load_prepared(path: Path) -> PreparedData:
+    """Read the prepare stage's npz, or a UserError saying how to make it."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            fields = {key: arrays[key] for key in arrays.files}
+    except FileNotFoundError:
+        raise UserError(f"prepared data {path} is missing; run: dvc repro prepare") from None
+    if "fine_to_coarse" not in fields:
+        raise UserError(f"prepared data {path} predates superclass labels; run: dvc repro prepare")
+    names = {key: tuple(str(name) for name in fields.pop(key)) for key in ("class_names", "coarse_class_names")}
+    return PreparedData(**names, **fields)
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    """A generator for one epoch's shuffling and augmentation, a pure function of (seed, epoch).
+
+    Seeding per epoch, rather than carrying one stream across epochs, makes any epoch
+    reproducible on its own (what resuming after an interruption needs).
+    """
+    (state,) = np.random.SeedSequence([seed, epoch]).generate_state(1)
+    return torch.Generator(device=device).manual_seed(int(state))
+
+
+def shuffled_batches(num_images: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Index tensors of one epoch's full batches in a seeded random order.
+
+    The last partial batch is dropped (a new permutation each epoch means every image is still
+    seen), so BatchNorm never trains on a stray batch of one. A training set smaller than one
+    batch is a single batch of everything.
+    """
+    permutation = torch.randperm(num_images, generator=generator, device=generator.device)
+    if num_images < batch_size:
+        return [permutation]
+    num_batches = num_images // batch_size
+    return list(permutation[: num_batches * batch_size].view(num_batches, batch_size))
+
+
+def ordered_batches(num_images: int, batch_size: int, device: torch.device) -> list[torch.Tensor]:
+    """Index tensors covering every image once, in order (for evaluation)."""
+    return list(torch.arange(num_images, device=device).split(batch_size))

@@ -1,0 +1,104 @@
+"""Every path the pipeline reads or writes, in one place (dvc.yaml repeats them; a test keeps both in step)."""
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PARAMS_PATH = Path("params.yaml")
+
+RAW_DIR = Path("data/raw")
+ARCHIVE_PATH = RAW_DIR / "cifar-100-python.tar.gz"
+PREPARED_DIR = Path("data/prepared")
+PREPARED_PATH = PREPARED_DIR / "cifar100.npz"
+
+PRETRAINED_DIR = Path("models/pretrained")
+PRETRAINED_PATH = PRETRAINED_DIR / "resnet18.pth"
+MODELS_DIR = Path("models")
+
+RESULTS_DIR = Path("results")
+# File names inside a results folder: a strategy's (over all its seeds) and each seed's own.
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.json"
+CONFUSION_FILE = "confusion.json"
+TIMING_FILE = "timing.json"
+CHECKPOINTS_DIR = Path("checkpoints")  # outside DVC outputs and git: see transfer/checkpoint.py
+PLOTS_DIR = Path("plots")
+PREDICTIONS_DIR = Path("predictions")  # DVC-cached: per-image test predictions, too big for git
+COMPARISON_PATH = PLOTS_DIR / "comparison.json"  # paired statistics of every two strategies
+COST_PATH = PLOTS_DIR / "cost.json"  # one row per strategy: accuracy against training cost
+COST_FIGURE_PATH = PLOTS_DIR / "figures" / "cost.png"  # with the other PNGs: one dvc.yaml entry shows all
+
+
+def model_path(strategy: str) -> Path:
+    """Trained weights of one strategy."""
+    return MODELS_DIR / f"{strategy}.pt"
+
+
+def onnx_path(strategy: str) -> Path:
+    """One strategy's model exported to ONNX."""
+    return MODELS_DIR / f"{strategy}.onnx"
+
+
+def results_dir(strategy: str) -> Path:
+    """Folder of one strategy's results over all its seeds."""
+    return RESULTS_DIR / strategy
+
+
+def seeds_dir(strategy: str) -> Path:
+    """Folder of one strategy's per-seed results."""
+    return results_dir(strategy) / "seeds"
+
+
+def seed_dir(strategy: str, seed: int) -> Path:
+    """The results of one strategy's run with one seed (metrics, history, confusion, timing)."""
+    return seeds_dir(strategy) / f"seed_{seed}"
+
+
+def metrics_path(strategy: str) -> Path:
+    """Final scores of one strategy: mean and std over seeds (DVC metrics)."""
+    return results_dir(strategy) / METRICS_FILE
+
+
+def history_path(strategy: str) -> Path:
+    """Per-epoch rows of one strategy: mean, min and max over seeds (DVC plots)."""
+    return results_dir(strategy) / HISTORY_FILE
+
+
+def confusion_path(strategy: str) -> Path:
+    """Test-set confusion counts of one strategy, summed over seeds, with class and superclass names."""
+    return results_dir(strategy) / CONFUSION_FILE
+
+
+def timing_path(strategy: str) -> Path:
+    """Seconds and images/s of one strategy; kept apart so metrics stay byte-reproducible."""
+    return results_dir(strategy) / TIMING_FILE
+
+
+def provenance_path(strategy: str) -> Path:
+    """What produced one strategy's results: resolved config, library versions, device."""
+    return results_dir(strategy) / "provenance.json"
+
+
+def checkpoint_dir(strategy: str) -> Path:
+    """Where an interrupted train stage keeps its completed epochs, a file per seed."""
+    return CHECKPOINTS_DIR / strategy
+
+
+def checkpoint_path(strategy: str, seed: int, lr_candidate: float | None = None) -> Path:
+    """The completed epochs of one strategy's run with one seed (and, during an lr search, one candidate)."""
+    suffix = "" if lr_candidate is None else f"_lr_{lr_candidate!r}"
+    return checkpoint_dir(strategy) / f"seed_{seed}{suffix}.pt"
+
+
+def lr_search_path(strategy: str) -> Path:
+    """Rows of lr, best_val_top1, best_epoch: the learning-rate candidates tried with the first seed."""
+    return results_dir(strategy) / "lr_search.json"
+
+
+def predictions_dir(strategy: str) -> Path:
+    """Folder of one strategy's per-image test predictions, a file per seed."""
+    return PREDICTIONS_DIR / strategy
+
+
+def predictions_path(strategy: str, seed: int) -> Path:
+    """Top-5 classes and label of every test image, in test-set order, from one seed's run."""
+    return predictions_dir(strategy) / f"seed_{seed}.npz"

@@ -1,0 +1,105 @@
+"""The report's PNGs, drawn by matplotlib: curves with their seed band, test accuracy, confusion heatmaps."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import PowerNorm  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from transfer.aggregate import SPREAD_SUFFIXES  # noqa: E402
+from transfer.atomic import atomic_path  # noqa: E402
+from transfer.report.layout import (  # noqa: E402
+    EPOCH_FIGURES,
+    TEST_ACCURACIES,
+    TEST_FIGURE,
+    confusion_figure_path,
+    figure_path,
+)
+from transfer.report.results import StrategyResult  # noqa: E402
+
+
+def save_figure(figure: plt.Figure, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically and free it."""
+    with atomic_path(path) as temp_path:
+        figure.savefig(temp_path, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    plt.close(figure)
+
+
+def draw_epoch_figure(results: list[StrategyResult], column: str, title: str, y_label: str) -> plt.Figure:
+    """Per strategy, a history column's mean against the epoch, in a band from its lowest to highest seed."""
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for result in results:
+        epochs = [row["epoch"] for row in result.history]
+        (line,) = axes.plot(epochs, [row[column] for row in result.history], marker="o", label=result.strategy.name)
+        low, high = ([row[column + suffix] for row in result.history] for suffix in SPREAD_SUFFIXES)
+        axes.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    axes.set(title=title, xlabel="epoch", ylabel=y_label)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return figure
+
+
+def draw_test_figure(results: list[StrategyResult]) -> plt.Figure:
+    """Grouped bars of each test accuracy per strategy, with error bars of one std over seeds."""
+    figure, axes = plt.subplots(figsize=(7, 4))
+    names = [result.strategy.name for result in results]
+    width = 0.8 / len(TEST_ACCURACIES)
+    for index, (key, label) in enumerate(TEST_ACCURACIES.items()):
+        positions = [position + (index - (len(TEST_ACCURACIES) - 1) / 2) * width for position in range(len(names))]
+        means = [result.metrics[key] for result in results]
+        stds = [result.metrics[f"{key}_std"] for result in results]
+        bars = axes.bar(positions, means, width, yerr=stds, capsize=3, label=label)
+        axes.bar_label(bars, fmt="%.3f", fontsize=7)
+    axes.set_xticks(list(range(len(names))), names)
+    # Headroom above 1 for the legend, so it never covers a bar.
+    axes.set(
+        title="Test accuracy of the best-validation weights (mean ± std over seeds)", ylabel="accuracy", ylim=(0, 1.2)
+    )
+    axes.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    axes.legend(loc="upper left", ncols=len(TEST_ACCURACIES))
+    return figure
+
+
+def row_normalised(counts: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (a row without images stays 0): the share of each actual class."""
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+
+
+def draw_confusion_figure(name: str, confusion: dict) -> plt.Figure:
+    """Row-normalised heatmap, classes ordered by superclass so related classes sit together."""
+    fine_to_coarse = confusion["fine_to_coarse"]
+    order = sorted(range(len(fine_to_coarse)), key=lambda index: (fine_to_coarse[index], index))
+    shares = row_normalised(np.array(confusion["counts"], dtype=float))[np.ix_(order, order)]
+    labels = [confusion["class_names"][index] for index in order]
+    size = max(6.0, 0.12 * len(labels))  # inches; about 12 px a class label at 100 dpi
+    figure, axes = plt.subplots(figsize=(size, size))
+    # Square-root colour scale: mistakes of a few percent would be invisible next to a 0.8 diagonal.
+    image = axes.imshow(shares, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=1))
+    axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=5)
+    axes.set_yticks(range(len(labels)), labels, fontsize=5)
+    # Lines between superclasses: confusion inside a block is between related classes.
+    for boundary in [
+        i + 0.5 for i in range(len(order) - 1) if fine_to_coarse[order[i]] != fine_to_coarse[order[i + 1]]
+    ]:
+        axes.axhline(boundary, color="grey", linewidth=0.3)
+        axes.axvline(boundary, color="grey", linewidth=0.3)
+    axes.set(title=f"Test confusion of {name} (row-normalised, all seeds)", xlabel="predicted", ylabel="actual")
+    figure.colorbar(image, ax=axes, fraction=0.04, label="share of the actual class (square-root scale)")
+    return figure
+
+
+def draw_figures(results: list[StrategyResult]) -> None:
+    """Every PNG: per-epoch curves, test accuracy, a confusion heatmap per strategy."""
+    for column, (stem, title, y_label) in EPOCH_FIGURES.items():
+        save_figure(draw_epoch_figure(results, column, title, y_label), figure_path(stem))
+    save_figure(draw_test_figure(results), figure_path(TEST_FIGURE))
+    for result in results:
+        save_figure(
+            draw_confusion_figure(result.strategy.name, result.confusion), confusion_figure_path(result.strategy.name)
+        )

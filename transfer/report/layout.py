@@ -1,0 +1,46 @@
+"""Where the plots stage writes, and which charts it draws: shared by the data files, figures and report.
+
+dvc.yaml's top-level `plots:` mirror these paths and EPOCH_FIGURES (tests/test_pipeline_declarations.py).
+"""
+
+from pathlib import Path
+
+from transfer import paths
+
+EPOCHS_PATH = paths.PLOTS_DIR / "epochs.json"
+CONFUSION_PATH = paths.PLOTS_DIR / "confusion.json"
+FIGURES_DIR = paths.PLOTS_DIR / "figures"  # one plot entry in dvc.yaml renders every PNG here
+FINAL_SCORES_PATH = paths.PLOTS_DIR / "final_scores.json"
+REPORT_PATH = paths.PLOTS_DIR / "report.md"
+# history.json column -> (figure file stem, title, y label); dvc.yaml's top-level plots mirror these.
+EPOCH_FIGURES = {
+    "train_loss": ("train_loss", "Training loss per epoch", "cross-entropy"),
+    "val_top1": ("val_top1", "Validation top-1 accuracy per epoch", "top-1 accuracy"),
+    "val_top5": ("val_top5", "Validation top-5 accuracy per epoch", "top-5 accuracy"),
+}
+TEST_FIGURE = "test_accuracy"
+# metrics.json key -> bar label, for final_scores.json and the test accuracy figure.
+TEST_ACCURACIES = {"test_top1": "top-1", "test_top1_coarse": "top-1 superclass", "test_top5": "top-5"}
+TABLE_SCORES = (
+    "test_top1",
+    "test_top1_coarse",
+    "test_top5",
+    "test_loss",
+    "best_val_top1",
+)  # the report's mean ± std columns
+
+
+def figure_path(stem: str) -> Path:
+    """A matplotlib figure of the stage."""
+    return FIGURES_DIR / f"{stem}.png"
+
+
+def confusion_figure_path(strategy: str) -> Path:
+    """Row-normalised confusion heatmap of one strategy."""
+    return figure_path(f"confusion_{strategy}")
+
+
+def figure_paths(strategies: list[str]) -> list[Path]:
+    """Every PNG the stage draws, in report order; dvc.yaml's top-level plots list the same."""
+    stems = [stem for stem, _, _ in EPOCH_FIGURES.values()] + [TEST_FIGURE]
+    return [figure_path(stem) for stem in stems] + [confusion_figure_path(name) for name in strategies]

@@ -1,0 +1,29 @@
+"""The plots stage's work in order: read every strategy's results, compare, then write data, figures and report."""
+
+from transfer import paths
+from transfer.atomic import atomic_path
+from transfer.config import Params
+from transfer.report import comparison, cost
+from transfer.report.figures import draw_figures
+from transfer.report.layout import REPORT_PATH
+from transfer.report.page import report
+from transfer.report.plot_data import write_data
+from transfer.report.results import load_result
+
+
+def make_report(params: Params) -> None:
+    """Everything under plots/ for the strategies of params; nothing is written unless every input reads."""
+    results = [load_result(strategy) for strategy in params.strategies.values()]
+    # Read and checked before anything is written: a bad predictions file leaves plots/ as it was.
+    names = [result.strategy.name for result in results]
+    pairs = comparison.compare_strategies(
+        {result.strategy.name: result.metrics for result in results},
+        {result.strategy.name: result.confusion["seeds"] for result in results},
+    )
+    cost_rows = [cost.cost_row(r.strategy.name, r.metrics, r.timing, r.history) for r in results]
+    write_data(results)
+    draw_figures(results)
+    sections = comparison.write_comparison(pairs, names) + "\n" + cost.write_cost(cost_rows)
+    with atomic_path(REPORT_PATH) as temp_path:
+        temp_path.write_text(report(params, results) + "\n" + sections)
+    print(f"plots: {len(results)} strategies -> {paths.PLOTS_DIR}/")

@@ -1,0 +1,201 @@
+"""A strategy's training runs: the lr search on the first seed, one run per seed, and each run's test scores.
+
+recipe.py says how a network trains; this module says which runs a strategy makes and what each
+one reports: the learning-rate candidates are tried on the first seed and chosen on validation
+top-1, every further seed trains at the chosen rate, and each run's best-validation weights are
+scored on the test set.
+"""
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from transfer import paths
+from transfer.batches import caches_features
+from transfer.checkpoint import EpochCheckpoints, FitProgress, run_key
+from transfer.config import Params, StrategyConfig
+from transfer.context import RunContext
+from transfer.evaluation import Scores, superclass_top1
+from transfer.flops import RunShape, flops_per_training_run
+from transfer.model import StrategyNet, build_network, count_parameters, with_train_layers
+from transfer.recipe import fit, scores
+
+# Packages whose source is hashed into a checkpoint's key: code that can change a result.
+PROJECT_PACKAGES = ("stages", "transfer")
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedRun:
+    """What one seed's training run produced, once its best-validation weights are tested."""
+
+    seed: int
+    metrics: dict  # seeds/seed_<n>/metrics.json
+    history: list[dict]  # seeds/seed_<n>/history.json
+    confusion: torch.Tensor  # (classes, classes) int64 test-set counts
+    timing: dict  # seeds/seed_<n>/timing.json
+    top5_predictions: torch.Tensor  # (test images, 5) int64: predictions/<strategy>/seed_<n>.npz
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyRuns:
+    """Every run of one strategy: the lr search's rows, the chosen strategy, each seed's run, the saved model."""
+
+    search_rows: list[dict]  # lr_search.json
+    chosen: StrategyConfig  # the strategy at the chosen lr
+    runs: list[SeedRun]  # one per seed, in the order of strategy.seeds
+    model_run: SeedRun  # the seed whose weights become models/<strategy>.pt
+    model_net: StrategyNet
+
+
+def train_strategy(run: RunContext) -> StrategyRuns:
+    """Choose the lr on the first seed, then train and test once per seed (run.seed is ignored)."""
+    seeds = run.strategy.training.seeds
+    search_rows, first_run, first_net = search_lr(run.for_seed(seeds[0]))
+    chosen = run.at_lr(first_run.metrics["lr"])
+    runs: list[SeedRun] = []
+    model_run, model_net = None, None
+    for seed in seeds:
+        # The first seed's run at the chosen lr is reused, not repeated.
+        seed_run, net = (first_run, first_net) if seed == seeds[0] else train_seed(chosen.for_seed(seed))
+        # The saved model is the seed with the best validation top-1 (the first on a tie): chosen
+        # without looking at the test set, like the epoch within a run.
+        if model_run is None or seed_run.metrics["best_val_top1"] > model_run.metrics["best_val_top1"]:
+            model_run, model_net = seed_run, net
+        runs.append(seed_run)
+    return StrategyRuns(search_rows, chosen.strategy, runs, model_run, model_net)
+
+
+def search_lr(run: RunContext) -> tuple[list[dict], SeedRun, StrategyNet]:
+    """Train the run's seed once per lr candidate; lr_search.json's rows, and the run with the best validation top-1.
+
+    Ties go to the first candidate listed; the test set plays no part. One candidate is one plain run.
+    """
+    rows, best = [], None
+    lrs = run.strategy.lrs
+    for lr in lrs:
+        candidate = lr if len(lrs) > 1 else None  # its own checkpoint, so resume works mid-search
+        seed_run, net = train_seed(run.at_lr(lr), candidate)
+        metrics = seed_run.metrics
+        rows.append({"lr": lr, "best_val_top1": metrics["best_val_top1"], "best_epoch": metrics["best_epoch"]})
+        if best is None or metrics["best_val_top1"] > best[0].metrics["best_val_top1"]:
+            best = (seed_run, net)
+    return rows, *best
+
+
+def train_seed(run: RunContext, lr_candidate: float | None = None) -> tuple[SeedRun, StrategyNet]:
+    """One seed's run: build, train (resuming its checkpoint), keep the best-validation weights, test them."""
+    strategy = run.strategy
+    net = build_network(strategy, run.params.model.head, run.num_classes, paths.PRETRAINED_PATH, run.seed)
+    net = net.to(run.compute.device, memory_format=run.compute.memory_format)
+    if run.params.compute.compile:
+        net.compile()
+    trainable, total = count_parameters(with_train_layers(net, strategy.train_layers))
+    if run.ranks.is_main:
+        lr_note = f" at lr {strategy.training.lr:g}" if lr_candidate is not None else ""
+        print(
+            f"{run.label}{lr_note}: {trainable:,} of {total:,} parameters train, "
+            f"on {run.compute.describe()} x {run.ranks.world_size}",
+            flush=True,
+        )
+    checkpoint_path = paths.checkpoint_path(strategy.name, run.seed, lr_candidate)
+    checkpoints = EpochCheckpoints(checkpoint_path, checkpoint_key(run))
+    started = time.perf_counter()
+    progress = fit(net, run, checkpoints)
+    net.load_state_dict(progress.best_state)
+    test = scores(net, run.images("test"), run)
+    metrics = final_metrics(test, progress, net, torch.from_numpy(run.data.fine_to_coarse))
+    metrics["train_flops"] = training_flops(net, run)
+    metrics["lr"] = strategy.training.lr  # the chosen candidate; with phases, what phases without their own lr use
+    # The widest phase's view: the parameters that trained at some point (every one of them, for full).
+    net = with_train_layers(net, strategy.train_layers)
+    metrics["trainable_params"], metrics["total_params"] = count_parameters(net)
+    if run.ranks.is_main:
+        print(
+            f"{run.label}: best epoch {progress.best_epoch}, test top1 {test.top1:.4f} "
+            f"(superclass {metrics['test_top1_coarse']:.4f}) top5 {test.top5:.4f} loss {test.loss:.4f}",
+            flush=True,
+        )
+    timing = seed_timing(progress, time.perf_counter() - started)
+    return SeedRun(run.seed, metrics, progress.history, test.confusion, timing, test.top5_predictions), net
+
+
+def final_metrics(test: Scores, progress: FitProgress, net: StrategyNet, fine_to_coarse: torch.Tensor) -> dict:
+    """One seed's metrics.json: test scores of its best-validation weights, and the network's size."""
+    trainable, total = count_parameters(net)
+    return {
+        "test_top1": round(test.top1, 6),
+        "test_top1_coarse": round(superclass_top1(test.confusion, fine_to_coarse), 6),
+        "test_top5": round(test.top5, 6),
+        "test_loss": round(test.loss, 6),
+        "best_val_top1": round(progress.history[progress.best_epoch - 1]["val_top1"], 6),
+        "best_epoch": progress.best_epoch,
+        "trainable_params": trainable,
+        "total_params": total,
+    }
+
+
+def seed_timing(progress: FitProgress, total_seconds: float) -> dict:
+    """seeds/seed_<n>/timing.json: wall-clock seconds of this process, per epoch, and training throughput."""
+    return {
+        "total_seconds": round(total_seconds, 2),  # this process only, when resumed
+        "epoch_seconds": [round(seconds, 2) for seconds in progress.epoch_seconds],
+        # A run resumed after its last epoch trained nothing in this process.
+        "train_images_per_second": round(progress.images_trained / progress.train_seconds, 1)
+        if progress.train_seconds
+        else 0.0,
+    }
+
+
+def training_flops(net: StrategyNet, run: RunContext) -> int:
+    """metrics.json's train_flops: every training step and validation pass of one seed's run, summed over phases.
+
+    Each phase counts with its own trainable blocks, feature-caching decision, batch size and epochs (flops.py).
+    """
+    train_images = run.images("train")
+    total = 0
+    for phase in run.strategy.run_phases():
+        phase_net = with_train_layers(net, phase.train_layers)
+        batches_kind = "features" if caches_features(phase_net, train_images, run.strategy.augment) else "images"
+        shape = RunShape(
+            batches_kind=batches_kind,
+            image_size=run.params.data.image_size,
+            batch_size=phase.training.batch_size,
+            train_images=len(run.data.train_labels),
+            val_images=len(run.data.val_labels),
+            epochs=phase.training.epochs,
+        )
+        total += flops_per_training_run(phase_net, shape)
+    return total
+
+
+def resolved_config(params: Params, strategy: StrategyConfig) -> dict:
+    """The params the train stage declares in dvc.yaml, resolved for this strategy (stored beside the weights).
+
+    Only declared keys: anything else could change without the stage rerunning and go stale.
+    The data and backbone weights are pinned by their hashes in dvc.lock.
+    """
+    return {
+        "strategy": dataclasses.asdict(strategy),
+        "data": {"image_size": params.data.image_size, "augment": dataclasses.asdict(params.data.augment)},
+        "model": {"head": dataclasses.asdict(params.model.head)},
+        "compute": dataclasses.asdict(params.compute),
+    }
+
+
+def project_code_files() -> list[Path]:
+    """Source files of every loaded module of the project's packages (stages and the transfer library)."""
+    return [
+        Path(module.__file__)
+        for name, module in sorted(sys.modules.items())
+        if name.split(".")[0] in PROJECT_PACKAGES and getattr(module, "__file__", None)
+    ]
+
+
+def checkpoint_key(run: RunContext) -> str:
+    """What a checkpoint must match to be resumed: resolved config, the run's seed, input files, the code."""
+    inputs = [paths.PREPARED_PATH] + ([paths.PRETRAINED_PATH] if run.strategy.pretrained else [])
+    config = {**resolved_config(run.params, run.strategy), "run_seed": run.seed}
+    return run_key(config, inputs, project_code_files())

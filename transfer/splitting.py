@@ -1,0 +1,72 @@
+"""Turn the decoded archive into the prepared splits: a stratified validation hold-out and the superclass map."""
+
+import numpy as np
+
+from transfer import paths
+from transfer.cifar_archive import CifarArchive
+from transfer.config import DataConfig
+from transfer.errors import UserError
+
+
+def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train_indices, val_indices): val_size images drawn so each class keeps its share, seeded.
+
+    Each class gets floor(val_size * its share); the images left over go to the classes with
+    the largest remainders (ties to the lower class index), so the total is exactly val_size.
+    """
+    if not 0 < val_size < len(labels):
+        raise UserError(
+            f"data.val_size = {val_size} is invalid: use 1 to {len(labels) - 1} "
+            f"(the training set has {len(labels)} images)"
+        )
+    classes, counts = np.unique(labels, return_counts=True)
+    exact_quota = val_size * counts / len(labels)
+    quota = np.floor(exact_quota).astype(np.int64)
+    leftover = val_size - quota.sum()
+    by_remainder = np.lexsort((classes, -(exact_quota - quota)))  # largest remainder first, then class index
+    quota[by_remainder[:leftover]] += 1
+    rng = np.random.default_rng(seed)
+    val_parts = [rng.permutation(np.flatnonzero(labels == label))[:count] for label, count in zip(classes, quota)]
+    val_indices = np.sort(np.concatenate(val_parts))
+    train_indices = np.setdiff1d(np.arange(len(labels)), val_indices)
+    return train_indices, val_indices
+
+
+def fine_to_coarse(fine_labels: np.ndarray, coarse_labels: np.ndarray, num_fine: int) -> np.ndarray:
+    """(num_fine,) int64: the superclass of each fine class, -1 for a class with no image.
+
+    In CIFAR-100 every fine class lies in exactly one of the 20 superclasses; an archive that says
+    otherwise is damaged, and superclass accuracy would mean nothing.
+    """
+    mapping = np.full(num_fine, -1, dtype=np.int64)
+    for fine in np.unique(fine_labels):
+        superclasses = np.unique(coarse_labels[fine_labels == fine])
+        if len(superclasses) != 1:
+            raise UserError(
+                f"{paths.ARCHIVE_PATH}: fine class {fine} has images in superclasses {superclasses.tolist()}; "
+                "CIFAR-100 puts each class in one superclass; download the archive again (dvc repro --force download)"
+            )
+        mapping[fine] = superclasses[0]
+    return mapping
+
+
+def prepared_arrays(archive: CifarArchive, data: DataConfig) -> dict[str, np.ndarray]:
+    """The arrays of data/prepared/cifar100.npz (what transfer.data.load_prepared reads), by name."""
+    train, test = archive.train, archive.test
+    train_indices, val_indices = stratified_split(train.fine_labels, data.val_size, data.split_seed)
+    superclasses = fine_to_coarse(
+        np.concatenate([train.fine_labels, test.fine_labels]),
+        np.concatenate([train.coarse_labels, test.coarse_labels]),
+        len(archive.fine_label_names),
+    )
+    return {
+        "train_images": train.images[train_indices],
+        "train_labels": train.fine_labels[train_indices],
+        "val_images": train.images[val_indices],
+        "val_labels": train.fine_labels[val_indices],
+        "test_images": test.images,
+        "test_labels": test.fine_labels,
+        "class_names": np.array(archive.fine_label_names),
+        "fine_to_coarse": superclasses,
+        "coarse_class_names": np.array(archive.coarse_label_names),
+    }
