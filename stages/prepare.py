@@ -18,7 +18,8 @@ from transfer.splitting import prepared_arrays
 def main(argv: list[str] | None = None) -> None:
     """Command line: python -m stages.prepare."""
     argparse.ArgumentParser(prog="python -m stages.prepare", description=__doc__.splitlines()[0]).parse_args(argv)
-    arrays = prepared_arrays(read_archive(paths.ARCHIVE_PATH), load_params().data)
+    data = load_params().data  # first: a params mistake is reported before a missing archive
+    arrays = prepared_arrays(read_archive(paths.ARCHIVE_PATH), data)
     with atomic_path(paths.PREPARED_PATH) as temp_path, open(temp_path, "wb") as file:
         # np.savez on an open file: given a path it would append its own ".npz" to the temporary name.
         np.savez(file, **arrays)

@@ -19,7 +19,8 @@ import yaml
 from transfer import paths
 
 # Everything a project copy needs to run its stages and `dvc` commands (paths relative to the root).
-PROJECT_PATHS = ("stages", "transfer", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "vendor")
+CODE_PATHS = ("stages", "transfer")  # the packages stage commands import
+PROJECT_PATHS = (*CODE_PATHS, ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "vendor")
 # Never copied: DVC's local cache and state, a user's local config, bytecode.
 IGNORED_IN_COPY = shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local")
 COMMAND_TIMEOUT_SECONDS = 600
@@ -86,6 +87,12 @@ def params_tree(changes: dict | None = None) -> dict:
 def write_params(root: Path, tree: dict) -> None:
     """Write tree as root/params.yaml."""
     (root / paths.PARAMS_PATH).write_text(yaml.safe_dump(tree, sort_keys=False))
+
+
+def copy_code(root: Path) -> None:
+    """The stages and the library they import, copied to root (enough to run `python -m stages.<name>` there)."""
+    for package in CODE_PATHS:
+        shutil.copytree(paths.PROJECT_ROOT / package, root / package, ignore=IGNORED_IN_COPY, dirs_exist_ok=True)
 
 
 def copy_project(root: Path, tree: dict) -> Path:

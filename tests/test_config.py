@@ -5,7 +5,6 @@ Every test but the first parses the test-owned TEST_PARAMS, never the committed 
 
 import copy
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from tests.project import params_tree
+from tests.project import copy_code, params_tree
 from transfer import paths
 from transfer.config import BACKBONE_BLOCKS, load_params, parse_params
 from transfer.errors import UserError
@@ -203,7 +202,7 @@ def test_override_errors_name_the_strategy(tree):
 
 
 def test_bad_lr_on_the_command_line_exits_2_with_one_line(tmp_path, tree):
-    shutil.copytree(paths.PROJECT_ROOT / "stages", tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_code(tmp_path)
     bad_tree = copy.deepcopy(tree)
     bad_tree["strategy"]["lr"] = -1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad_tree))

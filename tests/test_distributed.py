@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.project import params_tree, write_params
+from tests.project import copy_code, params_tree, write_params
 from transfer import paths
 
 EXACT_STRATEGY = "probe"  # head only, cached features: the same step on 1 or 2 processes
@@ -68,7 +68,7 @@ def train_with(project: Path, strategy: str, nproc: int) -> tuple[dict, list[dic
 def project(tmp_path_factory) -> Path:
     """A project copy with a small synthetic dataset and random weights made."""
     root = tmp_path_factory.mktemp("project")
-    shutil.copytree(paths.PROJECT_ROOT / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_code(root)
     write_small_params(root, nproc=1)
     for stage in ("download", "prepare", "weights"):
         run_module(root, f"stages.{stage}")

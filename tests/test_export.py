@@ -10,7 +10,7 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from transfer import paths
+from transfer import onnx_export, paths
 from transfer.augment import IMAGENET_MEAN, IMAGENET_STD
 from transfer.errors import UserError
 from transfer.onnx_export import export
@@ -58,7 +58,7 @@ def test_export_is_reproducible_and_carries_metadata(project: Path):
 
 
 def test_mismatch_fails_with_one_line_and_writes_nothing(project: Path, monkeypatch):
-    monkeypatch.setattr(export, "max_abs_difference", lambda net, model, image_size: 0.5)
+    monkeypatch.setattr(onnx_export, "max_abs_difference", lambda net, model, image_size: 0.5)
     with pytest.raises(UserError, match="differ by 0.5"):
         export("scratch")
     assert sorted(path.name for path in paths.MODELS_DIR.iterdir()) == ["scratch.pt"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.project import merge, params_tree, write_params
+from tests.project import copy_code, merge, params_tree, write_params
 from transfer import paths
 
 STRATEGY = "deep"
@@ -47,7 +47,7 @@ def write_small_params(project: Path, **strategy_changes) -> None:
 def project(tmp_path_factory) -> Path:
     """A project copy with data and weights made, ready to run the train stage."""
     root = tmp_path_factory.mktemp("project")
-    shutil.copytree(paths.PROJECT_ROOT / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_code(root)
     write_small_params(root)
     for stage in ("download", "prepare", "weights"):
         run_stage(root, f"stages.{stage}")

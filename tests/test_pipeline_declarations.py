@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import plots
 from transfer import paths
 from transfer.config import load_params
+from transfer.report import layout
 
 ROOT = paths.PROJECT_ROOT
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -106,12 +106,12 @@ def test_top_level_plots_follow_the_data_files_and_name_no_strategy():
     definitions = [next(iter(entry.items())) for entry in DVC_YAML["plots"] if isinstance(entry, dict)]
     images = [entry for entry in DVC_YAML["plots"] if isinstance(entry, str)]
     plotted = {(file, column) for _, definition in definitions for file, column in definition["y"].items()}
-    assert plotted == {(str(plots.EPOCHS_PATH), column) for column in plots.EPOCH_FIGURES} | {
-        (str(plots.FINAL_SCORES_PATH), "bar"),
-        (str(plots.CONFUSION_PATH), "actual"),
+    assert plotted == {(str(layout.EPOCHS_PATH), column) for column in layout.EPOCH_FIGURES} | {
+        (str(layout.FINAL_SCORES_PATH), "bar"),
+        (str(layout.CONFUSION_PATH), "actual"),
         (str(paths.COST_PATH), "test_top1"),  # one row per strategy: names no strategy
     }
-    assert images == [str(plots.FIGURES_DIR)]  # one directory entry: every PNG, whatever the strategies
+    assert images == [str(layout.FIGURES_DIR)]  # one directory entry: every PNG, whatever the strategies
 
 
 def test_artifacts_are_in_step_with_params_yaml():

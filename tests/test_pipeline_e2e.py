@@ -15,9 +15,9 @@ import pytest
 import torch
 import yaml
 
-from stages import plots
 from tests.project import Repo, params_tree, processes_under
 from transfer import paths
+from transfer.report import layout
 
 CHANCE_TOP1 = 0.01  # 100 classes
 # With N test images a guessing network's top-1 has standard deviation sqrt(0.01 * 0.99 / N),
@@ -105,11 +105,11 @@ def test_repro_trains_every_strategy_and_learns(e2e_repo: Repo):
         < metrics["deep"]["trainable_params"]
         < metrics["scratch"]["trainable_params"]
     )
-    for plot_file in [plots.FINAL_SCORES_PATH, plots.REPORT_PATH, *plots.figure_paths(e2e_repo.strategies())]:
+    for plot_file in [layout.FINAL_SCORES_PATH, layout.REPORT_PATH, *layout.figure_paths(e2e_repo.strategies())]:
         assert (e2e_repo.root / plot_file).is_file(), plot_file
-    for data_file in (plots.EPOCHS_PATH, plots.CONFUSION_PATH):
+    for data_file in (layout.EPOCHS_PATH, layout.CONFUSION_PATH):
         assert {row["strategy"] for row in e2e_repo.read_json(data_file)} == set(e2e_repo.strategies()), data_file
-    assert "| deep | yes | layer4 + head |" in (e2e_repo.root / plots.REPORT_PATH).read_text()
+    assert "| deep | yes | layer4 + head |" in (e2e_repo.root / layout.REPORT_PATH).read_text()
 
 
 def test_second_repro_reruns_nothing(e2e_repo: Repo):
@@ -159,7 +159,7 @@ def test_exp_run_with_new_lr_retrains_only_the_train_stages_and_shows_in_exp_sho
 def test_changing_one_strategy_reruns_only_its_stage_and_plots(e2e_repo: Repo):
     output = e2e_repo.dvc("exp", "run", "-S", "strategies.deep.train_layers=[layer3,layer4]")
     assert_ran_only(output, {"train@deep", "plots"}, e2e_repo.strategies())
-    assert "| deep | yes | layer3 + layer4 + head |" in (e2e_repo.root / plots.REPORT_PATH).read_text()
+    assert "| deep | yes | layer3 + layer4 + head |" in (e2e_repo.root / layout.REPORT_PATH).read_text()
 
 
 def test_new_override_key_for_one_strategy_and_plots_diff(e2e_repo: Repo):

@@ -20,6 +20,7 @@ from tests.project import params_tree, write_params
 from transfer import paths
 from transfer.atomic import save_npz
 from transfer.errors import UserError
+from transfer.report import layout, page
 
 ROOT = paths.PROJECT_ROOT
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -175,23 +176,23 @@ def read(project: Path, path: Path) -> object:
 
 
 def test_one_epochs_file_holds_every_strategy_with_its_band(project):
-    rows = read(project, plots.EPOCHS_PATH)
+    rows = read(project, layout.EPOCHS_PATH)
     for index, name in enumerate(STRATEGIES):
         assert [row for row in rows if row["strategy"] == name] == [{"strategy": name, **row} for row in history(index)]
-    for column in plots.EPOCH_FIGURES:
+    for column in layout.EPOCH_FIGURES:
         assert all(row[f"{column}_min"] < row[column] < row[f"{column}_max"] for row in rows)
 
 
 def test_final_scores_hold_mean_and_std(project):
-    rows = read(project, plots.FINAL_SCORES_PATH)
-    assert len(rows) == len(STRATEGIES) * len(plots.TEST_ACCURACIES)
+    rows = read(project, layout.FINAL_SCORES_PATH)
+    assert len(rows) == len(STRATEGIES) * len(layout.TEST_ACCURACIES)
     deep_top1 = next(row for row in rows if row["bar"] == "deep top-1")
     assert deep_top1["accuracy"] == pytest.approx(0.61) and deep_top1["accuracy_std"] == 0.0123
 
 
 def test_confusion_rows_expand_every_count(project):
     counts = known_counts()
-    all_rows = read(project, plots.CONFUSION_PATH)
+    all_rows = read(project, layout.CONFUSION_PATH)
     for name in STRATEGIES:
         rows = [row for row in all_rows if row["strategy"] == name]
         assert len(rows) == sum(map(sum, counts))
@@ -204,18 +205,18 @@ def test_confusion_rows_expand_every_count(project):
 
 def test_most_confused_pairs_are_the_largest_off_diagonal_cells():
     confusion = {"class_names": CLASS_NAMES, "counts": known_counts()}
-    pairs = plots.most_confused_pairs(confusion)
+    pairs = page.most_confused_pairs(confusion)
     assert [(CLASS_NAMES.index(p.actual), CLASS_NAMES.index(p.predicted), p.count) for p in pairs] == EXPECTED_PAIRS
     row_total = DIAGONAL + OFF_DIAGONAL[(3, 5)]  # actual class 3 has no other mistakes
     assert pairs[0].share == pytest.approx(9 / row_total)
 
 
 def test_report_shows_scores_figures_and_confusion(project):
-    report = (project / plots.REPORT_PATH).read_text()
+    report = (project / layout.REPORT_PATH).read_text()
     assert not (project / paths.PLOTS_DIR / "summary.md").exists()
-    for path in plots.figure_paths(list(STRATEGIES)):
+    for path in layout.figure_paths(list(STRATEGIES)):
         assert (project / path).stat().st_size > 0
-        assert f"]({path.relative_to(plots.REPORT_PATH.parent).as_posix()})" in report, path
+        assert f"]({path.relative_to(layout.REPORT_PATH.parent).as_posix()})" in report, path
     assert "| deep | yes | layer4 + head | 0.6100 ± 0.0123 | 0.7500 ± 0.0123 |" in report
     assert "| 2.5 ± 0.0 | 102,600 | 2.0 | 2 |" in report  # best epoch, trainable params, minutes per seed, seeds
     assert report.count("| class_3 | class_5 | 9 | 31.0% |") == len(STRATEGIES)  # 9 of 29 images of class_3
@@ -283,8 +284,8 @@ def test_dvc_plots_show_renders_every_declared_plot(dvc_repo):
             assert re.search(rf'id ?= ?"{re.escape(Renderer.remove_special_chars(plot_id))}"', html), plot_id
             assert f'"text": "{plot_id}"' in html, plot_id  # its spec was filled: the title anchor holds the id
     # The figures directory entry: each PNG the stage drew, every strategy's confusion heatmap included.
-    pngs = sorted((dvc_repo / plots.FIGURES_DIR).glob("*.png"))
-    drawn = [*plots.figure_paths(list(STRATEGIES)), paths.COST_FIGURE_PATH]
+    pngs = sorted((dvc_repo / layout.FIGURES_DIR).glob("*.png"))
+    drawn = [*layout.figure_paths(list(STRATEGIES)), paths.COST_FIGURE_PATH]
     assert [png.name for png in pngs] == sorted(path.name for path in drawn)
     copied = {path.name: path.read_bytes() for path in (dvc_repo / "html" / "static").iterdir()}
     assert copied == {"workspace_" + str(png.relative_to(dvc_repo)).replace("/", "_"): png.read_bytes() for png in pngs}
@@ -293,7 +294,7 @@ def test_dvc_plots_show_renders_every_declared_plot(dvc_repo):
 def test_dvc_draws_a_band_from_min_to_max(dvc_repo):
     shown = json.loads(run([DVC, "plots", "show", "--json"], dvc_repo))
     specs = band_plots(shown)
-    assert set(specs) == BAND_PLOT_IDS and len(specs) == len(plots.EPOCH_FIGURES)
+    assert set(specs) == BAND_PLOT_IDS and len(specs) == len(layout.EPOCH_FIGURES)
     for spec in specs.values():
         column = spec["layer"][-1]["encoding"]["y"]["field"]  # the mean's line
         band = spec["layer"][0]["encoding"]
@@ -321,4 +322,4 @@ def test_strategies_with_several_seeds_are_compared_by_sign_flips(project):
     (deep_vs_scratch,) = [pair for pair in pairs if (pair["a"], pair["b"]) == ("deep", "scratch")]
     assert deep_vs_scratch["top1_diff"] == -0.01  # deep 0.61 - scratch 0.62: the two metrics.json means
     assert [row["strategy"] for row in read(project, paths.COST_PATH)] == list(STRATEGIES)
-    assert "| deep | scratch | -1.0 |" in (project / plots.REPORT_PATH).read_text()
+    assert "| deep | scratch | -1.0 |" in (project / layout.REPORT_PATH).read_text()

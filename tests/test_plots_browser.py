@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import plots
 from tests.project import Repo
+from transfer.report import layout
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
@@ -142,10 +142,10 @@ def test_show_page_draws_every_strategy_offline(e2e_repo, tmp_path):
     assert len(charts) == sum(isinstance(entry, dict) for entry in declared)  # every Vega plot of dvc.yaml
     for plot_id, rows in charts.items():
         assert {row["strategy"] for row in rows} == strategies, plot_id
-    report = (e2e_repo.root / plots.REPORT_PATH).read_text()
+    report = (e2e_repo.root / layout.REPORT_PATH).read_text()
     for name in strategies:
         assert f"| {name} |" in report and f"### {name}\n" in report, name
-        assert (e2e_repo.root / plots.confusion_figure_path(name)).is_file(), name
+        assert (e2e_repo.root / layout.confusion_figure_path(name)).is_file(), name
     e2e_repo.dvc("plots", "show", "-o", str(tmp_path / "show"))
     page = tmp_path / "show" / "index.html"
     assert_every_chart_drawn(page.read_text(), render_offline(page, tmp_path), len(charts))

@@ -186,12 +186,17 @@ def resolved_config(params: Params, strategy: StrategyConfig) -> dict:
 
 
 def project_code_files() -> list[Path]:
-    """Source files of every loaded module of the project's packages (stages and the transfer library)."""
-    return [
-        Path(module.__file__)
-        for name, module in sorted(sys.modules.items())
-        if name.split(".")[0] in PROJECT_PACKAGES and getattr(module, "__file__", None)
-    ]
+    """Source files of every loaded module of the project's packages (stages and the transfer library).
+
+    By the module's spec name, so the stage run as `python -m stages.train` (loaded as __main__) counts too.
+    """
+    files = set()
+    for key, module in list(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        name = spec.name if spec is not None else key
+        if name.split(".")[0] in PROJECT_PACKAGES and getattr(module, "__file__", None):
+            files.add(Path(module.__file__))
+    return sorted(files)
 
 
 def checkpoint_key(run: RunContext) -> str:
