@@ -12,8 +12,8 @@ import time
 import torch
 from torchvision.models import resnet18
 
-from stages.config import STEMS
-from stages.model import apply_stem
+from transfer.config import STEMS
+from transfer.model import apply_stem
 
 BATCH_SIZE = 128
 NUM_CLASSES = 100

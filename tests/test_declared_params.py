@@ -117,7 +117,7 @@ def project(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(root)
         for stage_module in (download, prepare, weights):
-            stage_module.main()
+            stage_module.main([])
     return root
 
 
@@ -127,18 +127,18 @@ def train_reads(project) -> dict[str, set[str]]:
     reads = {}
     with pytest.MonkeyPatch.context() as monkeypatch:
         for strategy in STRATEGIES:
-            reads[strategy] = run_recorded(train, project, monkeypatch, strategy)
+            reads[strategy] = run_recorded(train, project, monkeypatch, lambda name=strategy: train.train(name))
     return reads
 
 
-def run_recorded(stage_module, project: Path, monkeypatch, *arguments: str) -> set[str]:
-    """Run a stage in-process in project and return the params keys it read."""
+def run_recorded(stage_module, project: Path, monkeypatch, run_stage=None) -> set[str]:
+    """Run a stage in-process in project (main() with no arguments, or run_stage); return the params keys read."""
     monkeypatch.chdir(project)
     with recording_reads(stage_module) as reads:
-        if arguments:
-            stage_module.run(*arguments)
+        if run_stage is None:
+            stage_module.main([])  # [] rather than None: argparse must not read pytest's own command line
         else:
-            stage_module.main()
+            run_stage()
     return reads
 
 

@@ -166,7 +166,7 @@ def project(tmp_path_factory) -> Path:
     write_results(root)
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(root)
-        plots.main()
+        plots.main([])
     return root
 
 
@@ -231,7 +231,7 @@ def test_a_missing_result_names_the_file(tmp_path, monkeypatch):
     (tmp_path / paths.confusion_path("deep")).unlink()
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=r"^results/deep/confusion.json is missing; run the train stages first"):
-        plots.main()
+        plots.main([])
 
 
 def test_results_of_an_older_train_stage_name_the_missing_key(tmp_path, monkeypatch):
@@ -243,7 +243,7 @@ def test_results_of_an_older_train_stage_name_the_missing_key(tmp_path, monkeypa
     (tmp_path / paths.history_path("shallow")).write_text(json.dumps(single_run_history))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=r"^results/shallow/history.json has no 'train_loss_min'; .* dvc repro$"):
-        plots.main()
+        plots.main([])
 
 
 def run(command: list[str], cwd: Path) -> str:
