@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 # Stage commands call `python -m stages.<name>`; DVC must find the venv's python first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test lint lock
+.PHONY: setup repro test lint lock lock-check
 
 setup: $(INSTALLED)
 
@@ -32,3 +32,9 @@ lock: setup
 	python -m pip install --quiet --disable-pip-version-check pip-tools
 	pip-compile --quiet --strip-extras --no-header --allow-unsafe --no-emit-index-url --no-emit-find-links \
 		requirements.txt -o requirements.lock
+	python -m tools.platform_lock mark requirements.txt requirements.lock
+
+# Does requirements.lock install on Linux x86_64, Linux aarch64 and macOS arm64? Reads the package index
+# (no downloads) and the installed packages' metadata; CI runs it. See tools/platform_lock.py for why not pip.
+lock-check: setup
+	python -m tools.platform_lock check requirements.txt requirements.lock
