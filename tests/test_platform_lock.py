@@ -8,6 +8,7 @@ for Linux only; no test reads the real index.
 
 import http.server
 import json
+import re
 
 import pytest
 
@@ -120,6 +121,11 @@ def test_a_missing_or_too_old_pin_is_named(made_up_project, index_url, capsys):
     assert 'lockcheck-cuda==2.9 does not satisfy lockcheck-cuda==3.0; platform_system == "Linux"' in output
 
 
-def test_an_unreachable_index_is_one_line(made_up_project, index_url):
-    with pytest.raises(SystemExit, match=r"^cannot read http://127\.0\.0\.1:\d+/nowhere/lockcheck-.*package index$"):
+def test_an_unreachable_index_is_one_line_and_its_own_exit_status(made_up_project, index_url, capsys):
+    with pytest.raises(SystemExit) as exit_info:
         run(made_up_project, index_url.replace("/simple", "/nowhere"), "check")
+    assert exit_info.value.code == platform_lock.INDEX_UNREACHABLE  # .ci/run warns on it instead of failing
+    error = capsys.readouterr().err.splitlines()
+    assert len(error) == 1 and re.fullmatch(
+        r"cannot read http://127\.0\.0\.1:\d+/nowhere/lockcheck-.*package index", error[0]
+    )

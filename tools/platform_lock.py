@@ -39,6 +39,7 @@ PYTHON_VERSION = (3, 11)  # the Python the project installs on (README: Python 3
 MACOS_VERSION = (14, 0)  # the oldest macOS that torch 2.14's arm64 wheel supports (macosx_14_0_arm64)
 DEFAULT_INDEX_URL = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")  # pip's own setting, if any
 INDEX_TIMEOUT_SECONDS = 60
+INDEX_UNREACHABLE = 3  # exit status when the index cannot be read (1: the lock has problems), so CI can tell them apart
 # Released only as an sdist of pure Python (checked by hand on the index): installs on any platform.
 SDIST_ONLY = {"antlr4-python3-runtime"}
 PIN_LINE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;#]+)")
@@ -214,7 +215,8 @@ class PackageIndex:
             with urllib.request.urlopen(request, timeout=INDEX_TIMEOUT_SECONDS) as response:
                 return json.load(response)["files"]
         except (OSError, ValueError, KeyError) as error:  # unreachable, not found, not a PEP 691 page
-            raise SystemExit(f"cannot read {request.full_url} ({error}); the check needs the package index") from None
+            print(f"cannot read {request.full_url} ({error}); the check needs the package index", file=sys.stderr)
+            sys.exit(INDEX_UNREACHABLE)
 
 
 def installs_on(name: str, version: str, files: list[dict], tags: set[Tag]) -> bool:
