@@ -5,6 +5,7 @@ Run as: python -m stages.export <strategy> (reads models/<strategy>.pt; the work
 
 import argparse
 
+from transfer.artifacts import warn_if_not_artifacts
 from transfer.errors import run_stage
 from transfer.onnx_export import export
 
@@ -13,7 +14,9 @@ def main(argv: list[str] | None = None) -> None:
     """Export the strategy named on the command line."""
     parser = argparse.ArgumentParser(prog="python -m stages.export", description=__doc__.splitlines()[0])
     parser.add_argument("strategy", help="a key of `strategies` in params.yaml whose models/<strategy>.pt exists")
-    export(parser.parse_args(argv).strategy)
+    strategy = parser.parse_args(argv).strategy
+    export(strategy)
+    warn_if_not_artifacts(strategy)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from transfer import paths
-from transfer.config import load_params
+from transfer import artifacts, paths
 from transfer.report import layout
 
 ROOT = paths.PROJECT_ROOT
@@ -114,15 +113,11 @@ def test_top_level_plots_follow_the_data_files_and_name_no_strategy():
     assert images == [str(layout.FIGURES_DIR)]  # one directory entry: every PNG, whatever the strategies
 
 
-def test_artifacts_are_in_step_with_params_yaml():
-    # artifacts: cannot foreach, so it names each strategy; this reads the committed params.yaml on purpose.
-    strategies = set(load_params(ROOT / "params.yaml").strategies)
-    declared = {body["path"]: name for name, body in DVC_YAML.get("artifacts", {}).items()}
-    # Each strategy's PyTorch model and its ONNX export.
-    wanted = {str(paths.model_path(strategy)): strategy for strategy in strategies}
-    wanted |= {str(paths.onnx_path(strategy)): f"{strategy}-onnx" for strategy in strategies}
-    missing = [f"resnet18-cifar100-{name}: {{path: {path}, type: model}}" for path, name in wanted.items()]
-    missing = [entry for entry, path in zip(missing, wanted) if path not in declared]
-    assert not missing, "dvc.yaml artifacts: lacks a strategy of params.yaml; add " + "; ".join(missing)
-    stale = sorted(name for path, name in declared.items() if path not in wanted)
-    assert not stale, f"dvc.yaml artifacts: {stale} name models of no strategy in params.yaml; remove them"
+def test_every_declared_artifact_is_a_strategy_model_under_its_own_name():
+    # The hand-written entries follow one scheme, so that the export stage's hint (transfer/artifacts.py)
+    # names exactly what a new strategy's entries look like. Which strategies have entries is not tested:
+    # a strategy added only in params.yaml gets a warning from its export stage, not a red suite.
+    for name, body in DVC_YAML.get("artifacts", {}).items():
+        strategy = name.removeprefix(artifacts.ARTIFACT_PREFIX).removesuffix("-onnx")
+        assert artifacts.wanted_artifacts(strategy)[name] == body["path"], name
+        assert body["type"] == "model", name
