@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from tests.project import Repo, params_tree, processes_under
+from tests.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree, processes_under
 from transfer import paths
 from transfer.report import layout
 
@@ -153,7 +153,7 @@ def test_exp_run_with_new_lr_retrains_only_the_train_stages_and_shows_in_exp_sho
     strategies = e2e_repo.strategies()
     baseline = e2e_repo.metrics()
     new_lr = e2e_repo.params()["strategy"]["lr"] * 0.6
-    output = e2e_repo.dvc("exp", "run", "-S", f"strategy.lr={new_lr}")
+    output = e2e_repo.dvc("exp", "run", "-S", f"strategy.lr={new_lr}", timeout=PIPELINE_TIMEOUT_SECONDS)  # all train
     name = experiment_name(output)
     assert_ran_only(output, {f"train@{strategy}" for strategy in strategies} | {"plots"}, strategies)
     changed = e2e_repo.metrics()

@@ -357,7 +357,7 @@ def test_the_verdict_opens_the_report(project):
     assert caveats[1].startswith("stand-in data") and caveats[2].startswith("stand-in backbone weights (random)")
     pretrained = [name for name, entry in params_tree()["strategies"].items() if entry["pretrained"]]
     assert caveats[3].startswith(f"{', '.join(pretrained)} run at 32 px, far below the 224 px")
-    assert caveats[4].startswith("scratch train from scratch with the ImageNet stem at 32 px")
+    assert caveats[4].startswith("scratch trains from scratch with the ImageNet stem at 32 px")
     report = (project / layout.REPORT_PATH).read_text()
     assert report.split("\n\n")[1] == "## Verdict"  # right under the title
     assert f"- **Use {best}**: the best mean test top-1 ({answer['best_test_top1']:.4f})." in report

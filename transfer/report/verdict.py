@@ -49,6 +49,11 @@ def seed_caveat(results: list[StrategyResult]) -> str | None:
     return caveat
 
 
+def names_with_verb(names: list[str], verb: str) -> str:
+    """'scratch trains' or 'shallow, deep train'."""
+    return f"{', '.join(names)} {verb}s" if len(names) == 1 else f"{', '.join(names)} {verb}"
+
+
 def config_caveats(params: Params) -> list[str]:
     """Caveats the config alone decides: stand-in inputs, the resolution, the stem."""
     caveats = []
@@ -60,14 +65,14 @@ def config_caveats(params: Params) -> list[str]:
     pretrained = [strategy.name for strategy in strategies if strategy.pretrained]
     if pretrained and side < FAR_BELOW_FRACTION * PRETRAINING_RESOLUTION:
         caveats.append(
-            f"{', '.join(pretrained)} run at {side} px, far below the {PRETRAINING_RESOLUTION} px of their "
-            "ImageNet pretraining: this handicaps them (try data.image_size)"
+            f"{names_with_verb(pretrained, 'run')} at {side} px, far below the {PRETRAINING_RESOLUTION} px of "
+            "their ImageNet pretraining: a handicap (try data.image_size)"
         )
     stemmed = [s.name for s in strategies if not s.pretrained and s.stem == "imagenet" and side < SMALL_IMAGE_SIDE]
     if stemmed:
         caveats.append(
-            f"{', '.join(stemmed)} train from scratch with the ImageNet stem at {side} px, which shrinks "
-            "images 4x before the first block: this handicaps them (try stem: cifar)"
+            f"{names_with_verb(stemmed, 'train')} from scratch with the ImageNet stem at {side} px, which shrinks "
+            "images 4x before the first block: a handicap (try stem: cifar)"
         )
     return caveats
 
