@@ -202,7 +202,7 @@ def test_pipeline_writes_predictions_comparison_and_cost(e2e_repo):
         assert 1 <= row["epochs_to_90pct_best_val_top1"] <= repo.params()["strategy"]["epochs"]
 
     report = (repo.root / paths.PLOTS_DIR / "report.md").read_text()
-    assert "| a | b | top-1 difference | 95% CI | p |" in report
+    assert "| a | b | top-1 difference | interval | p | Holm p |" in report
     assert all(f"| {pair['a']} | {pair['b']} |" in report for pair in pairs)
     assert report.count("- top-1: ") == len(pairs)
     assert "(figures/cost.png)" in report and (repo.root / paths.COST_FIGURE_PATH).stat().st_size > 0
