@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.project import Repo, params_tree
+from tests.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree
 from transfer import paths
 
 ARCHIVE_URL_PATH = "/cifar-100-python.tar.gz"
@@ -79,7 +79,7 @@ class Baseline:
 def e2e_baseline(tmp_path_factory) -> Baseline:
     """Built once per test session: a git + DVC copy of the project, `dvc repro` of TEST_PARAMS, committed."""
     repo = Repo.create(tmp_path_factory.mktemp("e2e") / "project", params_tree())
-    repo.dvc("repro")
+    repo.dvc("repro", timeout=PIPELINE_TIMEOUT_SECONDS)  # every stage of every strategy
     repo.run("git", "add", "-A")
     repo.run("git", "commit", "-qm", "baseline run")
     return Baseline(repo, repo.head())

@@ -24,10 +24,15 @@ PROJECT_PATHS = (*CODE_PATHS, ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "v
 # Never copied: DVC's local cache and state, a user's local config, bytecode.
 IGNORED_IN_COPY = shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local")
 COMMAND_TIMEOUT_SECONDS = 600
+# A guard against hangs, not a timed assertion: a command that trains every strategy of TEST_PARAMS took
+# 519 s for four strategies on a 2-core CPU shared with other jobs (load 4-5), and five take longer.
+PIPELINE_TIMEOUT_SECONDS = 1800
 
 # A complete, valid params tree for a run of seconds per strategy: synthetic data in the real
-# archive's format, random stand-in weights, tiny sizes. Four strategies, so that nothing may
-# assume the committed three.
+# archive's format, random stand-in weights, tiny sizes. Its strategies use every kind of strategy
+# key a user's params.yaml may (tests/test_test_params.py checks the committed defaults' keys are
+# among them): phases, a strategy's own lr and lr list, augment false, a stem. The stem is the
+# default imagenet one, named: the cifar stem costs ~16x the FLOPs, and tests/test_model.py covers it.
 TEST_PARAMS = {
     "data": {
         "source": "synthetic",
@@ -60,10 +65,17 @@ TEST_PARAMS = {
         "gamma": 0.1,
     },
     "strategies": {
-        "shallow": {"pretrained": True, "train_layers": [], "augment": True},
+        # An lr list: two candidates on the first seed, the better on validation kept.
+        "shallow": {"pretrained": True, "train_layers": [], "augment": True, "lr": [0.05, 0.2]},
         "deep": {"pretrained": True, "train_layers": ["layer4"], "augment": True},
-        "scratch": {"pretrained": False, "train_layers": "all", "augment": True},
+        "scratch": {"pretrained": False, "train_layers": "all", "augment": True, "stem": "imagenet"},
         "probe": {"pretrained": True, "train_layers": [], "augment": False},  # cached-features path
+        "lpft": {  # phases, each epochs and the second its own lr, as the committed lpft
+            "pretrained": True,
+            "augment": True,
+            "lr": 0.05,
+            "phases": [{"train_layers": [], "epochs": 1}, {"train_layers": "all", "epochs": 1, "lr": 0.005}],
+        },
     },
 }
 

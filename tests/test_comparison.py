@@ -12,7 +12,7 @@ import pytest
 from transfer import paths
 from transfer.atomic import save_npz
 from transfer.errors import UserError
-from transfer.report import comparison
+from transfer.report import comparison, paired_tests
 
 IMAGES = 40
 
@@ -20,56 +20,6 @@ IMAGES = 40
 def correctness(*columns: list[int]) -> np.ndarray:
     """(images, seeds) bool from one 0/1 list per seed."""
     return np.array(columns, dtype=bool).T
-
-
-def test_mcnemar_exact_known_tables():
-    # b = 10, c = 2: 2 P(X <= 2) for X ~ Binomial(12, 1/2) = 2 (1 + 12 + 66) / 4096.
-    assert comparison.mcnemar_exact_p(10, 2) == pytest.approx(2 * 79 / 4096, rel=1e-15)
-    assert comparison.mcnemar_exact_p(2, 10) == comparison.mcnemar_exact_p(10, 2)
-    assert comparison.mcnemar_exact_p(5, 0) == 2 / 32
-    assert comparison.mcnemar_exact_p(3, 3) == 1.0  # the doubled tail passes 1: capped
-    assert comparison.mcnemar_exact_p(0, 0) == 1.0  # no discordant image: no evidence
-    assert 0 < comparison.mcnemar_exact_p(6000, 4000) < 1e-80  # large tables stay exact, no overflow
-
-
-def test_bootstrap_is_degenerate_when_every_image_differs_by_the_same_amount():
-    assert comparison.bootstrap_interval(np.full(IMAGES, 3)) == (3.0, 3.0)
-    half = IMAGES // 2
-    a = correctness([1] * IMAGES, [1] * IMAGES)
-    b = correctness([1] * half + [0] * half, [0] * half + [1] * half)  # each image right in one seed of two
-    result = comparison.paired_test(a, b, reported_diff=0.5)  # a's mean 1, b's 0.5 on every image
-    assert (result.diff, result.ci_low, result.ci_high) == (0.5, 0.5, 0.5)
-    assert result.test == comparison.SIGN_FLIP  # several seeds
-
-
-def test_bootstrap_matches_the_normal_approximation_on_a_large_fixture():
-    # 10,000 images: 3,000 only a gets right, 2,000 only b, 5,000 the same: mean 0.1, sd sqrt(0.5 - 0.01) = 0.7.
-    differences = np.array([1] * 3000 + [-1] * 2000 + [0] * 5000)
-    standard_error = 0.7 / math.sqrt(len(differences))
-    low, high = comparison.bootstrap_interval(differences)
-    # Monte Carlo error of a 2.5% quantile from 10,000 resamples: sqrt(0.025 * 0.975 / 10,000) / phi(1.96)
-    # = 0.027 standard errors; the mean of 10,000 symmetric differences is normal to far better than that.
-    # 0.15 standard errors is over 5 Monte Carlo sds.
-    assert low == pytest.approx(0.1 - 1.959964 * standard_error, abs=0.15 * standard_error)
-    assert high == pytest.approx(0.1 + 1.959964 * standard_error, abs=0.15 * standard_error)
-    assert comparison.bootstrap_interval(differences) == (low, high)  # fixed seed: the same numbers every time
-
-
-def test_sign_flip_agrees_with_mcnemar_on_single_seeds():
-    # With 0/1 correctness, flipping signs is the binomial test McNemar computes exactly.
-    differences = np.array([1] * 10 + [-1] * 2 + [0] * 88)
-    exact = comparison.mcnemar_exact_p(10, 2)
-    # Monte Carlo sd of the estimate: sqrt(p (1 - p) / 10,000) = 0.0019; 0.01 is over 5 sds.
-    assert comparison.sign_flip_p(differences) == pytest.approx(exact, abs=0.01)
-    assert comparison.sign_flip_p(np.zeros(IMAGES, dtype=np.int64)) == 1.0  # nothing differs
-    # All 30 on one side: only 2 of 2^30 sign patterns are as extreme, so the estimator's floor 1/(n + 1).
-    assert comparison.sign_flip_p(np.ones(30, dtype=np.int64)) == 1 / (comparison.PERMUTATIONS + 1)
-
-
-def test_several_seeds_average_each_image_over_its_seeds():
-    # a's two seeds: image 0 right twice, image 1 once; b's one seed: image 0 wrong, image 1 right.
-    numerators, denominator = comparison.paired_differences(correctness([1, 1], [1, 0]), correctness([0, 1]))
-    assert (numerators / denominator).tolist() == [1.0, -0.5]
 
 
 def prediction_pair(a_top1: list[int], b_top1: list[int], labels: np.ndarray) -> tuple:
@@ -83,28 +33,71 @@ def prediction_pair(a_top1: list[int], b_top1: list[int], labels: np.ndarray) ->
     return tuple(made)
 
 
+def compare_pair(a: comparison.StrategyPredictions, b: comparison.StrategyPredictions) -> dict:
+    """The one row of comparing a and b alone (Holm over one pair changes nothing)."""
+    (row,) = comparison.compare_loaded({a.name: a, b.name: b})
+    return row
+
+
 def test_pair_row_and_its_reading():
     labels = np.zeros(100, dtype=np.int64)
     deep, shallow = prediction_pair([0] * 60 + [1] * 40, [0] * 20 + [1] * 80, labels)  # 60% against 20%
-    row = comparison.compare_pair(deep, shallow)
+    row = compare_pair(deep, shallow)
     assert row["top1_diff"] == 0.4 and row["n_images"] == 100 and row["n_seeds"] == [1, 1]
-    assert row["test"] == comparison.MCNEMAR
-    assert row["p_value"] == float(f"{comparison.mcnemar_exact_p(40, 0):.6g}")
-    assert row["ci_low"] < 0.4 < row["ci_high"]
+    assert row["test"] == paired_tests.MCNEMAR
+    assert row["p_value"] == row["p_holm"] == float(f"{paired_tests.mcnemar_exact_p(40, 0):.6g}")
+    assert row["significant"] and row["ci_level"] == 0.95  # one pair: Holm's level is the plain 5%
+    # 40 discordant images, all a's: Clopper-Pearson's lower bound of the share is 0.025 ** (1 / 40).
+    assert row["ci_low"] == pytest.approx(0.4 * (2 * 0.025 ** (1 / 40) - 1), abs=1e-6)
+    assert row["ci_high"] == 0.4
     line = comparison.reading(row)
-    assert line.startswith("top-1: deep beats shallow by 40.0 points, 95% CI [")
-    assert line.endswith("p < 0.001")
-    flipped = comparison.reading(comparison.compare_pair(shallow, deep))
-    assert "deep beats shallow by 40.0 points" in flipped  # read from the winner's side either way
+    assert line.startswith("top-1: deep beats shallow by 40.0 points, 95.00% CI [")
+    assert line.endswith("p < 0.001, Holm p < 0.001; for these two trained networks only (one seed each)")
+    # Pairs are named in alphabetical order, and read from the winner's side either way.
+    assert "deep beats shallow by 40.0 points" in comparison.reading(compare_pair(shallow, deep))
     close, _ = prediction_pair([0] * 51 + [1] * 49, [0] * 50 + [1] * 50, labels)
-    assert "no significant difference" in comparison.reading(comparison.compare_pair(close, _))
+    assert "no significant difference" in comparison.reading(compare_pair(close, _))
 
 
-def test_reading_formats_the_issue_example():
-    pair = {"a": "deep", "b": "shallow", "top1_diff": 0.123, "ci_low": 0.115, "ci_high": 0.131, "p_value": 1e-9}
-    assert comparison.reading(pair) == "top-1: deep beats shallow by 12.3 points, 95% CI [11.5, 13.1], p < 0.001"
-    pair["p_value"] = 0.41
-    assert comparison.reading(pair) == "top-1: no significant difference between deep and shallow (p = 0.41)"
+def test_reading_of_a_pair_over_seeds():
+    pair = {"a": "deep", "b": "shallow", "n_seeds": [3, 3], "test": paired_tests.SEED_IMAGE_T, "top1_diff": 0.123}
+    pair |= {"ci_low": 0.115, "ci_high": 0.131, "ci_level": 0.9875, "p_value": 1e-9, "p_holm": 4e-9}
+    assert comparison.reading(pair | {"significant": True}) == (
+        "top-1: deep beats shallow by 12.3 points, 98.75% CI [11.5, 13.1], p < 0.001, Holm p < 0.001; "
+        "over training runs (3 and 3 seeds) and test images"
+    )
+    pair |= {"p_value": 0.02, "p_holm": 0.08, "significant": False}
+    assert comparison.reading(pair) == (
+        "top-1: no significant difference between deep and shallow (p = 0.02, Holm p = 0.08; "
+        "over training runs (3 and 3 seeds) and test images)"
+    )
+
+
+def test_holm_decides_and_the_intervals_follow(tmp_path):
+    # Three strategies, one seed each, c predicting as b. a - b: 15 images only a gets right, 5 only b,
+    # raw p = 2 P(X <= 5 | 20, 1/2) = 0.041, below 0.05; Holm multiplies the smallest of three p by 3.
+    right = np.zeros((3, 400), dtype=bool)
+    right[:, 20:220] = True  # images every strategy gets right
+    right[0, :15] = True  # only a
+    right[1:, 15:20] = True  # only b and c
+    loaded = {}
+    for name, correct in zip("abc", right[:, :, None], strict=True):
+        metrics = {"test_top1": float(correct.mean()), "test_top5": float(correct.mean())}
+        loaded[name] = comparison.StrategyPredictions(name, correct, correct, metrics)
+    rows = {(row["a"], row["b"]): row for row in comparison.compare_loaded(loaded)}
+    raw = [rows[pair]["p_value"] for pair in (("a", "b"), ("a", "c"), ("b", "c"))]
+    assert [rows[pair]["p_holm"] for pair in (("a", "b"), ("a", "c"), ("b", "c"))] == pytest.approx(
+        paired_tests.holm(raw), rel=1e-5
+    )
+    assert raw[0] == pytest.approx(2 * sum(math.comb(20, k) for k in range(6)) / 2**20, rel=1e-5)
+    assert rows[("a", "b")]["p_holm"] == pytest.approx(3 * raw[0], rel=1e-5) and not rows[("a", "b")]["significant"]
+    # Its interval is at Holm's level for the first step, 1 - 0.05 / 3, and holds 0 as the decision says.
+    assert rows[("a", "b")]["ci_level"] == pytest.approx(1 - 0.05 / 3)
+    assert rows[("b", "c")]["p_value"] == 1.0 and (rows[("b", "c")]["ci_low"], rows[("b", "c")]["ci_high"]) == (0, 0)
+    for row in rows.values():
+        assert row["significant"] == (row["p_holm"] < comparison.SIGNIFICANCE)
+        assert row["significant"] == (not row["ci_low"] <= 0 <= row["ci_high"])  # one procedure
+        assert row["ci_low"] <= row["top1_diff"] <= row["ci_high"]
 
 
 def test_fewer_than_two_strategies_give_a_sentence_not_a_table(tmp_path, monkeypatch):
@@ -188,7 +181,9 @@ def test_pipeline_writes_predictions_comparison_and_cost(e2e_repo):
         assert pair["top1_diff"] == round(metrics[a]["test_top1"] - metrics[b]["test_top1"], 6)
         assert pair["ci_low"] <= pair["top1_diff"] <= pair["ci_high"]
         assert pair["top5_ci_low"] <= pair["top5_diff"] <= pair["top5_ci_high"]
-        assert (pair["test"], pair["n_images"], pair["n_seeds"]) == (comparison.MCNEMAR, len(labels), [1, 1])
+        assert (pair["test"], pair["n_images"], pair["n_seeds"]) == (paired_tests.MCNEMAR, len(labels), [1, 1])
+        assert pair["significant"] == (pair["p_holm"] < comparison.SIGNIFICANCE)
+        assert pair["significant"] == (not pair["ci_low"] <= 0 <= pair["ci_high"])
         # McNemar by hand from the saved predictions: 2 P(X <= min) for X ~ Binomial(discordant, 1/2).
         a_only = int(np.sum(top1_correct[a] & ~top1_correct[b]))
         b_only = int(np.sum(~top1_correct[a] & top1_correct[b]))
@@ -207,7 +202,7 @@ def test_pipeline_writes_predictions_comparison_and_cost(e2e_repo):
         assert 1 <= row["epochs_to_90pct_best_val_top1"] <= repo.params()["strategy"]["epochs"]
 
     report = (repo.root / paths.PLOTS_DIR / "report.md").read_text()
-    assert "| a | b | top-1 difference | 95% CI | p |" in report
+    assert "| a | b | top-1 difference | interval | p | Holm p |" in report
     assert all(f"| {pair['a']} | {pair['b']} |" in report for pair in pairs)
     assert report.count("- top-1: ") == len(pairs)
     assert "(figures/cost.png)" in report and (repo.root / paths.COST_FIGURE_PATH).stat().st_size > 0
@@ -243,3 +238,9 @@ def test_plots_stage_stops_on_a_bad_predictions_file_and_writes_nothing(e2e_repo
     ]
     after = {path: path.read_bytes() for path in (repo.root / paths.PLOTS_DIR).rglob("*") if path.is_file()}
     assert after == plots_before
+
+
+def test_predictions_of_another_number_of_seeds_are_refused(project):
+    metrics = {**METRICS, "deep": {**METRICS["deep"], "num_seeds": 2}}  # metrics of two seeds, predictions of one
+    with pytest.raises(UserError, match=r"^strategy deep has predictions of 1 seed\(s\) \[0\] in predictions/deep/, "):
+        comparison.compare_strategies(metrics, SEEDS)

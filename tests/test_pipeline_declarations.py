@@ -94,7 +94,8 @@ def test_stage_outputs_are_the_paths_the_code_writes():
         str(paths.predictions_dir(key)),  # DVC-cached: the only train output without `cache: false`
     }
     assert str(paths.predictions_dir(key)) in train["outs"]
-    assert stage_body("plots")["outs"] == [{str(paths.PLOTS_DIR): {"cache": False}}]
+    assert stage_body("plots")["outs"] == [{str(path): {"cache": False}} for path in layout.STAGE_OUTPUTS]
+    assert stage_body("plots")["metrics"] == [{str(layout.VERDICT_PATH): {"cache": False}}]
     # The plots stage reruns when results or predictions change, and checks predictions against the test labels.
     assert {str(paths.RESULTS_DIR), str(paths.PREDICTIONS_DIR), str(paths.PREPARED_PATH)} <= set(
         stage_body("plots")["deps"]

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from tests.project import Repo, params_tree, processes_under
+from tests.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree, processes_under
 from transfer import paths
 from transfer.report import layout
 
@@ -57,6 +57,21 @@ def find_revisions(tree: object, matches) -> list[dict]:
     return found
 
 
+def lr_candidates(params: dict, strategy: str) -> list[float]:
+    """The learning rates a strategy's first seed trains at: its own lr or list, else the shared one."""
+    lr = params["strategies"][strategy].get("lr", params["strategy"]["lr"])
+    return lr if isinstance(lr, list) else [lr]
+
+
+def rendered_rows(shown: dict) -> dict[str, list[dict]]:
+    """plot id -> the data rows DVC filled into its vega-lite spec, of `dvc plots show/diff --json` output."""
+    return {
+        plot_id: [row for entry in entries if entry["type"] == "vega" for row in entry["content"]["data"]["values"]]
+        for plot_id, entries in shown["data"].items()
+        if any(entry["type"] == "vega" for entry in entries)
+    }
+
+
 def assert_ran_only(output: str, ran: set[str], strategies: list[str]) -> None:
     """`dvc exp run`/`repro` output ran exactly the stages in ran and skipped every other stage."""
     every_stage = {"download", "prepare", "weights", "plots"} | {f"train@{name}" for name in strategies}
@@ -73,10 +88,11 @@ def test_repro_trains_every_strategy_and_learns(e2e_repo: Repo):
         expected_keys = {*SCORES, *(f"{score}_std" for score in SCORES), "trainable_params", "num_seeds", "lr"}
         assert expected_keys <= set(metrics[name])
         assert "train_flops_std" not in metrics[name] and "lr_std" not in metrics[name]  # the same for every seed
-        # A single lr is a search of one candidate, recorded like any other.
+        # Every candidate trained once (a single lr is a search of one), the best on validation kept.
         lr_search = e2e_repo.read_json(paths.lr_search_path(name))
-        assert [row["lr"] for row in lr_search] == [metrics[name]["lr"]]
-        assert lr_search[0]["best_val_top1"] == metrics[name]["best_val_top1"]
+        assert [row["lr"] for row in lr_search] == lr_candidates(e2e_repo.params(), name)
+        (chosen,) = [row for row in lr_search if row["lr"] == metrics[name]["lr"]]
+        assert chosen["best_val_top1"] == metrics[name]["best_val_top1"] == max(r["best_val_top1"] for r in lr_search)
         assert metrics[name]["num_seeds"] == 1 and all(metrics[name][f"{score}_std"] == 0.0 for score in SCORES)
         # A prediction in the right class is in the right superclass too.
         assert 0.0 <= metrics[name]["test_top1"] <= metrics[name]["test_top1_coarse"] <= 1.0
@@ -137,15 +153,20 @@ def test_exp_run_with_new_lr_retrains_only_the_train_stages_and_shows_in_exp_sho
     strategies = e2e_repo.strategies()
     baseline = e2e_repo.metrics()
     new_lr = e2e_repo.params()["strategy"]["lr"] * 0.6
-    output = e2e_repo.dvc("exp", "run", "-S", f"strategy.lr={new_lr}")
+    output = e2e_repo.dvc("exp", "run", "-S", f"strategy.lr={new_lr}", timeout=PIPELINE_TIMEOUT_SECONDS)  # all train
     name = experiment_name(output)
     assert_ran_only(output, {f"train@{strategy}" for strategy in strategies} | {"plots"}, strategies)
     changed = e2e_repo.metrics()
+    own_lr = {name for name in strategies if "lr" in e2e_repo.params()["strategies"][name]}
+    assert own_lr and own_lr != set(strategies)  # the test params have both kinds
     for strategy in strategies:
+        if strategy in own_lr:  # its own rate replaces the shared one: the same run again, the same bytes
+            assert changed[strategy] == baseline[strategy], strategy
+            continue
         assert changed[strategy]["test_loss"] != baseline[strategy]["test_loss"], strategy
         assert e2e_repo.read_json(paths.history_path(strategy))[0]["lr"] == new_lr
     diff = json.loads(e2e_repo.dvc("metrics", "diff", "--json"))  # HEAD (baseline) against the workspace
-    for strategy in strategies:
+    for strategy in sorted(set(strategies) - own_lr):  # unchanged metrics are not in the diff
         test_loss = diff[str(paths.metrics_path(strategy))]["test_loss"]
         assert (test_loss["old"], test_loss["new"]) == (baseline[strategy]["test_loss"], changed[strategy]["test_loss"])
     assert name in e2e_repo.dvc("exp", "list", "--name-only").split()
@@ -154,6 +175,9 @@ def test_exp_run_with_new_lr_retrains_only_the_train_stages_and_shows_in_exp_sho
     assert revisions[0]["params"]["params.yaml"]["data"]["strategy"]["lr"] == new_lr
     for strategy in strategies:
         assert revisions[0]["metrics"][str(paths.metrics_path(strategy))]["data"] == changed[strategy]
+    # The verdict is metrics too: each experiment shows its answer.
+    assert revisions[0]["metrics"][str(layout.VERDICT_PATH)]["data"] == e2e_repo.read_json(layout.VERDICT_PATH)
+    assert e2e_repo.read_json(layout.VERDICT_PATH)["best"] in strategies
 
 
 def test_changing_one_strategy_reruns_only_its_stage_and_plots(e2e_repo: Repo):
@@ -173,6 +197,23 @@ def test_new_override_key_for_one_strategy_and_plots_diff(e2e_repo: Repo):
     assert f'"rev": "{experiment}"' in html and '"rev": "HEAD"' in html
     for strategy in e2e_repo.strategies():
         assert strategy in html, strategy
+
+
+def test_dvc_plots_show_and_diff_draw_every_plot_with_every_strategy(e2e_repo: Repo):
+    # Strategies with and without phases side by side: every row of every plot data file has the same keys.
+    strategies = set(e2e_repo.strategies())
+    shown = json.loads(e2e_repo.dvc("plots", "show", "--json"))
+    assert "errors" not in shown, shown.get("errors")
+    declared = yaml.safe_load((e2e_repo.root / "dvc.yaml").read_text())["plots"]
+    rows = rendered_rows(shown)
+    assert set(rows) == {next(iter(entry)) for entry in declared if isinstance(entry, dict)}  # not the PNG folder
+    for plot_id, plot_rows in rows.items():
+        assert {row["strategy"] for row in plot_rows} == strategies, plot_id
+    diff = json.loads(e2e_repo.dvc("plots", "diff", "HEAD", "--json"))  # HEAD against the workspace
+    assert "errors" not in diff, diff.get("errors")
+    for plot_id, plot_rows in rendered_rows(diff).items():
+        series = {(row["rev"], row["strategy"]) for row in plot_rows}
+        assert series == {(rev, name) for rev in ("HEAD", "workspace") for name in strategies}, plot_id
 
 
 def test_more_seeds_for_one_strategy_report_mean_and_spread(e2e_repo: Repo):

@@ -20,7 +20,7 @@ from tests.project import params_tree, write_params
 from transfer import paths
 from transfer.atomic import save_npz
 from transfer.errors import UserError
-from transfer.report import layout, page
+from transfer.report import layout, page, paired_tests
 
 ROOT = paths.PROJECT_ROOT
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -35,6 +35,8 @@ BAND_PLOT_IDS = {
     if body.get("template") == BAND_TEMPLATE
 }
 STRATEGIES = tuple(params_tree()["strategies"])  # the test params: made-up results for each
+# Strategies with phases write a `phase` column the others lack, as the train stage does.
+PHASED = {name for name, entry in params_tree()["strategies"].items() if "phases" in entry}
 SEEDS = [0, 1]
 EPOCHS = 3
 CLASS_NAMES = [f"class_{index}" for index in range(10)]
@@ -78,11 +80,11 @@ def known_counts() -> list[list[int]]:
     ]
 
 
-def history(offset: float) -> list[dict]:
-    """Per-epoch rows with every column's mean and a spread of 0.1 either side."""
+def history(offset: float, phased: bool = False) -> list[dict]:
+    """Per-epoch rows with every column's mean and a spread of 0.1 either side; phased: a phase column too."""
     rows = []
     for epoch in range(1, EPOCHS + 1):
-        row = {"epoch": epoch, "lr": 0.1 / epoch}
+        row = {"epoch": epoch, "lr": 0.1 / epoch} | ({"phase": 1 if epoch == 1 else 2} if phased else {})
         for column in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5"):
             mean = offset + epoch / 10
             row |= {column: mean, f"{column}_min": mean - 0.1, f"{column}_max": mean + 0.1}
@@ -131,7 +133,7 @@ def write_results(root: Path) -> None:
     for index, name in enumerate(STRATEGIES):
         files = {
             paths.metrics_path(name): metrics(index),
-            paths.history_path(name): history(index),
+            paths.history_path(name): history(index, name in PHASED),
             paths.confusion_path(name): {
                 "class_names": CLASS_NAMES,
                 "coarse_class_names": ["coarse_0", "coarse_1"],
@@ -178,7 +180,10 @@ def read(project: Path, path: Path) -> object:
 def test_one_epochs_file_holds_every_strategy_with_its_band(project):
     rows = read(project, layout.EPOCHS_PATH)
     for index, name in enumerate(STRATEGIES):
-        assert [row for row in rows if row["strategy"] == name] == [{"strategy": name, **row} for row in history(index)]
+        expected = [{"strategy": name, "phase": 1, **row} for row in history(index, name in PHASED)]
+        assert [row for row in rows if row["strategy"] == name] == expected
+    # Every row has the same keys: DVC draws nothing of a plot whose rows differ (a phase column in some).
+    assert PHASED and len({tuple(row) for row in rows}) == 1
     for column in layout.EPOCH_FIGURES:
         assert all(row[f"{column}_min"] < row[column] < row[f"{column}_max"] for row in rows)
 
@@ -293,6 +298,7 @@ def test_dvc_plots_show_renders_every_declared_plot(dvc_repo):
 
 def test_dvc_draws_a_band_from_min_to_max(dvc_repo):
     shown = json.loads(run([DVC, "plots", "show", "--json"], dvc_repo))
+    assert "errors" not in shown, shown.get("errors")
     specs = band_plots(shown)
     assert set(specs) == BAND_PLOT_IDS and len(specs) == len(layout.EPOCH_FIGURES)
     for spec in specs.values():
@@ -306,6 +312,7 @@ def test_dvc_draws_a_band_from_min_to_max(dvc_repo):
 
 def test_dvc_plots_diff_keeps_every_revision_and_strategy(dvc_repo):
     shown = json.loads(run([DVC, "plots", "diff", "HEAD", "--json"], dvc_repo))
+    assert "errors" not in shown, shown.get("errors")
     for spec in band_plots(shown).values():
         series = {(row["rev"], row["strategy"]) for row in spec["data"]["values"]}
         assert series == {(rev, name) for rev in ("HEAD", "workspace") for name in STRATEGIES}
@@ -314,12 +321,44 @@ def test_dvc_plots_diff_keeps_every_revision_and_strategy(dvc_repo):
         )  # revisions dashed apart, strategies coloured
 
 
-def test_strategies_with_several_seeds_are_compared_by_sign_flips(project):
+def test_strategies_with_several_seeds_are_compared_over_seeds_and_images(project):
     pairs = read(project, paths.COMPARISON_PATH)["pairs"]
     # Every unordered pair once, each named in alphabetical order, the pairs sorted.
     assert [(pair["a"], pair["b"]) for pair in pairs] == list(itertools.combinations(sorted(STRATEGIES), 2))
-    assert all(pair["test"] == "sign_flip_permutation" and pair["n_seeds"] == [2, 2] for pair in pairs)
+    assert all(pair["test"] == paired_tests.SEED_IMAGE_T and pair["n_seeds"] == [2, 2] for pair in pairs)
     (deep_vs_scratch,) = [pair for pair in pairs if (pair["a"], pair["b"]) == ("deep", "scratch")]
     assert deep_vs_scratch["top1_diff"] == -0.01  # deep 0.61 - scratch 0.62: the two metrics.json means
     assert [row["strategy"] for row in read(project, paths.COST_PATH)] == list(STRATEGIES)
     assert "| deep | scratch | -1.0 |" in (project / layout.REPORT_PATH).read_text()
+
+
+def test_a_history_with_a_column_another_lacks_is_refused(tmp_path, monkeypatch):
+    write_params(tmp_path, params_tree())
+    write_results(tmp_path)
+    (tmp_path / paths.history_path("deep")).write_text(json.dumps([row | {"extra": 0} for row in history(1)]))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"^results/shallow/history.json has no column 'extra', which results/deep/"):
+        plots.main([])
+    assert not (tmp_path / paths.PLOTS_DIR).exists()  # nothing written
+
+
+def test_the_verdict_opens_the_report(project):
+    answer = read(project, layout.VERDICT_PATH)
+    # Made-up results: the last strategy has the best top-1 (0.6 + index / 100), on 100 images its lead of
+    # at most 4 images is not significant after Holm's correction, the first strategy is cheapest in FLOPs
+    # (10^12 x (index + 1)) and, all seconds equal, the first listed is cheapest in seconds.
+    best = STRATEGIES[-1]
+    assert (answer["best"], answer["best_test_top1"]) == (best, pytest.approx(0.6 + (len(STRATEGIES) - 1) / 100))
+    assert answer["tied_with_best"] == ", ".join(sorted(STRATEGIES[:-1]))
+    assert (answer["cheapest_flops"], answer["cheapest_seconds"]) == (STRATEGIES[0], STRATEGIES[0])
+    caveats = answer["caveats"].split(" | ")
+    assert answer["num_caveats"] == len(caveats) == 5
+    assert caveats[0].startswith("seed spread of test top-1 (sample sd, points): shallow ±1.23, deep ±1.23")
+    assert caveats[1].startswith("stand-in data") and caveats[2].startswith("stand-in backbone weights (random)")
+    pretrained = [name for name, entry in params_tree()["strategies"].items() if entry["pretrained"]]
+    assert caveats[3].startswith(f"{', '.join(pretrained)} run at 32 px, far below the 224 px")
+    assert caveats[4].startswith("scratch trains from scratch with the ImageNet stem at 32 px")
+    report = (project / layout.REPORT_PATH).read_text()
+    assert report.split("\n\n")[1] == "## Verdict"  # right under the title
+    assert f"- **Use {best}**: the best mean test top-1 ({answer['best_test_top1']:.4f})." in report
+    assert report.index("## Verdict") < report.index("## Final scores")

@@ -1,39 +1,34 @@
 """Paired statistics between strategies on the same test images: is a difference in accuracy larger than chance?
 
-Every strategy is scored on the same test images, so two strategies are compared image by image.
-An image's correctness under a strategy is 1 or 0 per seed; with several seeds it is the mean over
-them. For each unordered pair (a, b), with d_i = correctness of a on image i minus that of b:
-  - the difference is mean(d), equal to metrics.json's test_top1 of a minus that of b;
-  - a 95% percentile bootstrap interval resamples the images (the same images for both strategies,
-    so their pairing is kept): BOOTSTRAP_RESAMPLES resamples drawn from BOOTSTRAP_SEED;
-  - the p-value, when both strategies have one seed, is the exact two-sided McNemar test on the
-    discordant images (a right and b wrong: n_ab; the reverse: n_ba); otherwise a paired sign-flip
-    permutation test of mean(d): PERMUTATIONS random sign flips of each image's d_i drawn from
-    PERMUTATION_SEED, p = (flips with |mean| >= |observed| + 1) / (PERMUTATIONS + 1).
-The same for top-5. The numbers are a pure function of the predictions: the file is byte-reproducible.
+Every strategy is scored on the same test images, so two strategies are compared image by image
+(transfer/report/paired_tests.py). For each unordered pair (a, b) and each of top-1 and top-5:
+  - the difference is a's mean accuracy over its seeds minus b's (metrics.json's test_top1 of a minus b's);
+  - p_value is the raw two-sided p: with one seed each the exact McNemar test, which holds for these two
+    trained networks only; otherwise a t test whose variance adds seed-to-seed variance to that of the
+    test images drawn, so more seeds make the answer hold for the training recipe, not one run;
+  - p_holm is Holm's adjustment over all pairs of that metric, and `significant` is p_holm < SIGNIFICANCE;
+  - the interval inverts the same test at Holm's level for the pair (confidence in ci_level), so it
+    excludes 0 exactly when the pair is significant: the interval and the decision never disagree.
+The numbers are a pure function of the predictions: the file is byte-reproducible.
 """
 
 import itertools
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
 from transfer import paths
 from transfer.atomic import write_json
 from transfer.errors import UserError
+from transfer.report.paired_tests import MCNEMAR, holm, holm_levels, paired_test
 
-CONFIDENCE = 0.95  # of the bootstrap interval
-BOOTSTRAP_RESAMPLES = 10_000  # Monte Carlo error of a 2.5% quantile: about 0.03 standard errors of the difference
-BOOTSTRAP_SEED = 0
-PERMUTATIONS = 10_000  # the smallest p-value the sign-flip test can give is 1 / 10,001
-PERMUTATION_SEED = 0
-SIGNIFICANCE = 0.05  # p below this reads as a real difference
+SIGNIFICANCE = 0.05  # family-wise: after Holm's correction over the pairs, per metric
 # |top-1 from the predictions - metrics.json's test_top1| above this means they come from different runs.
 # metrics.json rounds to 6 digits (5e-7 each time) torchmetrics' float32 count / total (under 1e-7); one image
 # of 100,000 is 1e-5, so any mismatched image count is caught for test sets up to that size.
 ACCURACY_TOLERANCE = 2e-6  # a mean over seeds of rounded values, rounded again: two roundings
-MCNEMAR, SIGN_FLIP = "mcnemar_exact", "sign_flip_permutation"
+METRICS = {"top1": "test_top1", "top5": "test_top5"}  # row prefix -> metrics.json key
+PREFIXES = {"top1": "", "top5": "top5_"}  # top-1 keeps the original field names (ci_low, p_value, ...)
 
 
 @dataclass(frozen=True)
@@ -45,113 +40,63 @@ class StrategyPredictions:
     top5_correct: np.ndarray  # (images, seeds) bool
     metrics: dict  # its metrics.json
 
-
-def mcnemar_exact_p(a_only: int, b_only: int) -> float:
-    """Exact two-sided McNemar p-value from the discordant counts: 2 P(X <= min) for X ~ Binomial(n, 1/2), at most 1."""
-    discordant = a_only + b_only
-    if discordant == 0:
-        return 1.0
-    term, tail = 1, 1  # math.comb(discordant, k) and the sum up to k, updated in place: exact big integers
-    for k in range(min(a_only, b_only)):
-        term = term * (discordant - k) // (k + 1)
-        tail += term
-    return float(min(Fraction(1), Fraction(2 * tail, 2**discordant)))
+    def correct(self, metric: str) -> np.ndarray:
+        """Correctness (images, seeds) in "top1" or "top5"."""
+        return self.top1_correct if metric == "top1" else self.top5_correct
 
 
-def paired_differences(a_correct: np.ndarray, b_correct: np.ndarray) -> tuple[np.ndarray, int]:
-    """Per image, a's mean correctness over its seeds minus b's, as integer numerators (images,) over a denominator.
-
-    Integers keep every comparison in the tests exact: d_i = numerators[i] / denominator.
-    """
-    a_seeds, b_seeds = a_correct.shape[1], b_correct.shape[1]
-    numerators = a_correct.sum(axis=1, dtype=np.int64) * b_seeds - b_correct.sum(axis=1, dtype=np.int64) * a_seeds
-    return numerators, a_seeds * b_seeds
+def metric_fields(a: StrategyPredictions, b: StrategyPredictions, metric: str) -> dict:
+    """The tests of a minus b in one metric, with what the row needs before Holm's correction."""
+    test = paired_test(a.correct(metric), b.correct(metric))
+    reported = a.metrics[METRICS[metric]] - b.metrics[METRICS[metric]]
+    return {"test": test, "p": test.p_value(), "reported": reported}
 
 
-def bootstrap_interval(
-    numerators: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
-) -> tuple[float, float]:
-    """Percentile bootstrap interval (CONFIDENCE) of mean(numerators), resampling the images with replacement.
-
-    A resample's mean depends only on how often each distinct value is drawn, so the counts are drawn
-    from a multinomial over the distinct values: the same distribution as drawing images, at any size.
-    """
-    values, counts = np.unique(numerators, return_counts=True)
-    images = len(numerators)
-    draws = np.random.default_rng(seed).multinomial(images, counts / images, size=resamples)  # (resamples, values)
-    means = draws @ values / images
-    tail = (1 - CONFIDENCE) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return float(low), float(high)
-
-
-def sign_flip_p(numerators: np.ndarray, permutations: int = PERMUTATIONS, seed: int = PERMUTATION_SEED) -> float:
-    """Two-sided paired permutation p-value of mean(numerators) = 0: each image's difference gets a random sign.
-
-    As in bootstrap_interval, only how many images of each distinct |difference| flip matters:
-    a Binomial(count, 1/2) per value, the same distribution as flipping image by image.
-    """
-    magnitudes, counts = np.unique(np.abs(numerators[numerators != 0]), return_counts=True)
-    observed = abs(int(numerators.sum()))
-    positive = np.random.default_rng(seed).binomial(counts, 0.5, size=(permutations, len(counts)))
-    flipped_sums = np.abs((2 * positive - counts) @ magnitudes)  # integers: the comparison below is exact
-    return float((np.count_nonzero(flipped_sums >= observed) + 1) / (permutations + 1))
+def corrected_fields(tested: list[dict], metric: str) -> list[dict]:
+    """Each pair's fields of one metric after Holm's correction over all pairs: interval, p, decision."""
+    raw = [entry["p"] for entry in tested]
+    adjusted = holm(raw)
+    levels = holm_levels(raw, adjusted, SIGNIFICANCE)
+    prefix = PREFIXES[metric]
+    rows = []
+    for entry, p_holm, level in zip(tested, adjusted, levels, strict=True):
+        test, significant = entry["test"], p_holm < SIGNIFICANCE
+        low, high = test.interval(level, significant)
+        # Centred where the difference is reported: metrics.json's means differ from the predictions'
+        # by their rounding (under 2 ACCURACY_TOLERANCE).
+        shift = entry["reported"] - test.diff
+        rows.append(
+            {
+                f"{prefix}diff" if prefix else "top1_diff": round(entry["reported"], 6),
+                f"{prefix}ci_low": round(low + shift, 6),
+                f"{prefix}ci_high": round(high + shift, 6),
+                f"{prefix}ci_level": float(f"{1 - level:.6g}"),
+                f"{prefix}p_value": float(f"{entry['p']:.6g}"),
+                f"{prefix}p_holm": float(f"{p_holm:.6g}"),
+                f"{prefix}significant": significant,
+                f"{prefix}test": test.name,
+            }
+        )
+    return rows
 
 
-@dataclass(frozen=True)
-class PairedResult:
-    """a minus b in one accuracy, over the same test images."""
-
-    diff: float  # fraction 0-1; positive when a is better
-    ci_low: float
-    ci_high: float
-    p_value: float
-    test: str  # MCNEMAR or SIGN_FLIP
-
-
-def paired_test(a_correct: np.ndarray, b_correct: np.ndarray, reported_diff: float) -> PairedResult:
-    """Interval and p-value of a's correctness (images, seeds) minus b's, around the reported difference.
-
-    reported_diff is that of the two metrics.json means; the bootstrap interval is moved by the rounding
-    between it and the predictions' mean difference (under 2 ACCURACY_TOLERANCE), so that it is centred
-    where the difference is reported.
-    """
-    numerators, denominator = paired_differences(a_correct, b_correct)
-    low, high = bootstrap_interval(numerators)
-    if a_correct.shape[1] == 1 and b_correct.shape[1] == 1:
-        p_value, test = mcnemar_exact_p(int((numerators > 0).sum()), int((numerators < 0).sum())), MCNEMAR
-    else:
-        p_value, test = sign_flip_p(numerators), SIGN_FLIP
-    shift = reported_diff - float(numerators.mean()) / denominator
-    return PairedResult(
-        round(reported_diff, 6),
-        round(low / denominator + shift, 6),
-        round(high / denominator + shift, 6),
-        float(f"{p_value:.6g}"),
-        test,
-    )
-
-
-def compare_pair(a: StrategyPredictions, b: StrategyPredictions) -> dict:
-    """One comparison.json row: a minus b in test top-1 (the issue's field names), then in top-5 (top5_ prefix)."""
-    top1 = paired_test(a.top1_correct, b.top1_correct, a.metrics["test_top1"] - b.metrics["test_top1"])
-    top5 = paired_test(a.top5_correct, b.top5_correct, a.metrics["test_top5"] - b.metrics["test_top5"])
-    return {
-        "a": a.name,
-        "b": b.name,
-        "top1_diff": top1.diff,
-        "ci_low": top1.ci_low,
-        "ci_high": top1.ci_high,
-        "p_value": top1.p_value,
-        "test": top1.test,
-        "n_images": len(a.top1_correct),
-        "n_seeds": [a.top1_correct.shape[1], b.top1_correct.shape[1]],  # [a's, b's]
-        "top5_diff": top5.diff,
-        "top5_ci_low": top5.ci_low,
-        "top5_ci_high": top5.ci_high,
-        "top5_p_value": top5.p_value,
-        "top5_test": top5.test,
-    }
+def compare_loaded(loaded: dict[str, StrategyPredictions]) -> list[dict]:
+    """comparison.json's rows from every strategy's correctness: every unordered pair, sorted by name."""
+    pairs = list(itertools.combinations(sorted(loaded), 2))
+    rows = [
+        {
+            "a": a,
+            "b": b,
+            "n_images": len(loaded[a].top1_correct),
+            "n_seeds": [loaded[a].top1_correct.shape[1], loaded[b].top1_correct.shape[1]],  # [a's, b's]
+        }
+        for a, b in pairs
+    ]
+    for metric in METRICS:
+        tested = [metric_fields(loaded[a], loaded[b], metric) for a, b in pairs]
+        for row, fields in zip(rows, corrected_fields(tested, metric), strict=True):
+            row.update(fields)
+    return rows
 
 
 def reference_test_labels() -> np.ndarray:
@@ -190,6 +135,12 @@ def read_predictions(name: str, seed: int, labels: np.ndarray) -> np.ndarray:
 
 def load_strategy(name: str, seeds: list[int], metrics: dict, labels: np.ndarray) -> StrategyPredictions:
     """Correctness of every seed of strategy name, checked against its metrics.json."""
+    if metrics.get("num_seeds", len(seeds)) != len(seeds):
+        raise UserError(
+            f"strategy {name} has predictions of {len(seeds)} seed(s) {seeds} in {paths.predictions_dir(name)}/, "
+            f"but {paths.metrics_path(name)} says num_seeds {metrics['num_seeds']}: they come from different runs; "
+            f"run: dvc repro train@{name}"
+        )
     top5 = np.stack([read_predictions(name, seed, labels) for seed in seeds], axis=1)  # (images, seeds, k)
     top1_correct = top5[:, :, 0] == labels[:, None]
     predicted_top1 = float(top1_correct.mean())
@@ -208,8 +159,7 @@ def compare_strategies(metrics: dict[str, dict], seeds: dict[str, list[int]]) ->
     if len(metrics) < 2:
         return []
     labels = reference_test_labels()
-    loaded = {name: load_strategy(name, seeds[name], metrics[name], labels) for name in sorted(metrics)}
-    return [compare_pair(loaded[a], loaded[b]) for a, b in itertools.combinations(sorted(loaded), 2)]
+    return compare_loaded({name: load_strategy(name, seeds[name], metrics[name], labels) for name in sorted(metrics)})
 
 
 def points(fraction: float) -> str:
@@ -222,19 +172,31 @@ def p_text(p_value: float) -> str:
     return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.2g}"
 
 
+def field(pair: dict, prefix: str, key: str) -> object:
+    """A pair's field of top-1 (prefix "") or top-5 (prefix "top5_"); top-1's difference is top1_diff."""
+    return pair["top1_diff" if key == "diff" and not prefix else f"{prefix}{key}"]
+
+
+def scope(pair: dict, prefix: str) -> str:
+    """What the pair's test covers: these two trained networks (McNemar), or training runs of the recipes."""
+    if field(pair, prefix, "test") == MCNEMAR:
+        return "for these two trained networks only (one seed each)"
+    return f"over training runs ({pair['n_seeds'][0]} and {pair['n_seeds'][1]} seeds) and test images"
+
+
 def reading(pair: dict, prefix: str = "") -> str:
     """One line in words for a pair's top-1 (prefix "") or top-5 (prefix "top5_"): who beats whom, or chance."""
     a, b = pair["a"], pair["b"]
-    diff = pair[f"{prefix}diff" if prefix else "top1_diff"]
-    ci_low, ci_high, p_value = (pair[f"{prefix}{key}"] for key in ("ci_low", "ci_high", "p_value"))
+    diff, ci_low, ci_high, level = (field(pair, prefix, key) for key in ("diff", "ci_low", "ci_high", "ci_level"))
+    p_values = f"{p_text(field(pair, prefix, 'p_value'))}, Holm {p_text(field(pair, prefix, 'p_holm'))}"
     metric = "top-5" if prefix else "top-1"
-    if p_value >= SIGNIFICANCE or diff == 0:
-        return f"{metric}: no significant difference between {a} and {b} ({p_text(p_value)})"
+    if not field(pair, prefix, "significant"):
+        return f"{metric}: no significant difference between {a} and {b} ({p_values}; {scope(pair, prefix)})"
     if diff < 0:  # read from the winner's side
         a, b, diff, ci_low, ci_high = b, a, -diff, -ci_high, -ci_low
     return (
-        f"{metric}: {a} beats {b} by {points(diff)} points, 95% CI [{points(ci_low)}, {points(ci_high)}], "
-        f"{p_text(p_value)}"
+        f"{metric}: {a} beats {b} by {points(diff)} points, {level:.2%} CI [{points(ci_low)}, {points(ci_high)}], "
+        f"{p_values}; {scope(pair, prefix)}"
     )
 
 
@@ -248,20 +210,24 @@ def comparison_section(pairs: list[dict], strategies: list[str]) -> str:
         )
     section += (
         "Each row is strategy a minus strategy b on the same test images, in percentage points "
-        "(positive: a is better). The 95% CI is a paired bootstrap over the test images "
-        f"({BOOTSTRAP_RESAMPLES:,} resamples); p is the exact McNemar test when both strategies have one seed, "
-        f"else a paired sign-flip permutation test ({PERMUTATIONS:,} flips). An interval that excludes 0 and "
-        f"p < {SIGNIFICANCE} say the difference is larger than the chance of which test images were drawn; "
-        "with one seed each they say nothing about how much another training seed would move it.\n\n"
-        "| a | b | top-1 difference | 95% CI | p | top-5 difference | 95% CI | p | test | seeds (a, b) |\n"
-        "|---|---|---:|---|---:|---:|---|---:|---|---|\n"
+        "(positive: a is better). p is the raw two-sided p-value: the exact McNemar test when both strategies "
+        "have one seed (it holds for these two trained networks only: another seed could move it), else a t "
+        "test whose variance adds the seed-to-seed variance of each strategy to that of the test images drawn. "
+        f"Holm p corrects for the {len(pairs)} pairs, separately for top-1 and top-5; a difference is "
+        f"significant when Holm p < {SIGNIFICANCE}. The interval inverts the same test at Holm's level for the "
+        "pair (its confidence is in comparison.json's ci_level), so it excludes 0 exactly when the difference "
+        "is significant.\n\n"
+        "| a | b | top-1 difference | interval | p | Holm p | top-5 difference | interval | p | Holm p "
+        "| test | seeds (a, b) |\n"
+        "|---|---|---:|---|---:|---:|---:|---|---:|---:|---|---|\n"
     )
     for pair in pairs:
         section += (
             f"| {pair['a']} | {pair['b']} | {points(pair['top1_diff'])} "
-            f"| [{points(pair['ci_low'])}, {points(pair['ci_high'])}] | {pair['p_value']:.3g} "
+            f"| [{points(pair['ci_low'])}, {points(pair['ci_high'])}] | {pair['p_value']:.3g} | {pair['p_holm']:.3g} "
             f"| {points(pair['top5_diff'])} | [{points(pair['top5_ci_low'])}, {points(pair['top5_ci_high'])}] "
-            f"| {pair['top5_p_value']:.3g} | {pair['test']} | {pair['n_seeds'][0]}, {pair['n_seeds'][1]} |\n"
+            f"| {pair['top5_p_value']:.3g} | {pair['top5_p_holm']:.3g} "
+            f"| {pair['test']} | {pair['n_seeds'][0]}, {pair['n_seeds'][1]} |\n"
         )
     section += "\n" + "".join(f"- {reading(pair)}; {reading(pair, 'top5_')}\n" for pair in pairs)
     return section

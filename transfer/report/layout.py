@@ -12,6 +12,17 @@ CONFUSION_PATH = paths.PLOTS_DIR / "confusion.json"
 FIGURES_DIR = paths.PLOTS_DIR / "figures"  # one plot entry in dvc.yaml renders every PNG here
 FINAL_SCORES_PATH = paths.PLOTS_DIR / "final_scores.json"
 REPORT_PATH = paths.PLOTS_DIR / "report.md"
+VERDICT_PATH = paths.PLOTS_DIR / "verdict.json"  # declared as metrics: dvc exp show lists it per experiment
+# Everything the stage writes, each its own output in dvc.yaml: the verdict is metrics, the rest are not.
+STAGE_OUTPUTS = (
+    EPOCHS_PATH,
+    FINAL_SCORES_PATH,
+    CONFUSION_PATH,
+    paths.COMPARISON_PATH,
+    paths.COST_PATH,
+    REPORT_PATH,
+    FIGURES_DIR,
+)
 # history.json column -> (figure file stem, title, y label); dvc.yaml's top-level plots mirror these.
 EPOCH_FIGURES = {
     "train_loss": ("train_loss", "Training loss per epoch", "cross-entropy"),

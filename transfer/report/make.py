@@ -3,7 +3,7 @@
 from transfer import paths
 from transfer.atomic import atomic_path
 from transfer.config import Params
-from transfer.report import comparison, cost
+from transfer.report import comparison, cost, verdict
 from transfer.report.figures import draw_figures
 from transfer.report.layout import REPORT_PATH
 from transfer.report.page import report
@@ -23,7 +23,8 @@ def make_report(params: Params) -> None:
     cost_rows = [cost.cost_row(r.strategy.name, r.metrics, r.timing, r.history) for r in results]
     write_data(results)
     draw_figures(results)
+    opening = verdict.write_verdict(params, results, pairs, cost_rows)
     sections = comparison.write_comparison(pairs, names) + "\n" + cost.write_cost(cost_rows)
     with atomic_path(REPORT_PATH) as temp_path:
-        temp_path.write_text(report(params, results) + "\n" + sections)
+        temp_path.write_text(report(params, results, opening) + "\n" + sections)
     print(f"plots: {len(results)} strategies -> {paths.PLOTS_DIR}/")

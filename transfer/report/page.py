@@ -128,13 +128,13 @@ def confusion_section(results: list[StrategyResult]) -> str:
     return section
 
 
-def report(params: Params, results: list[StrategyResult]) -> str:
-    """plots/report.md: scores, provenance, figures and confusion, readable on GitHub."""
+def report(params: Params, results: list[StrategyResult], verdict_section: str) -> str:
+    """plots/report.md: the verdict, then scores, provenance, figures and confusion, readable on GitHub."""
     seeds_note = "Each score is the mean ± sample standard deviation over the strategy's seeds (± 0 with one seed).\n"
     curves = "\n".join(image_link(figure_path(stem), title) for stem, title, _ in EPOCH_FIGURES.values())
     return (
         "# ResNet18 on CIFAR-100: shallow fine-tuning, deep fine-tuning or from scratch\n\n"
-        f"{provenance_note(params)}\n## Final scores\n\n{seeds_note}\n{summary_table(results)}\n"
+        f"{verdict_section}\n{provenance_note(params)}\n## Final scores\n\n{seeds_note}\n{summary_table(results)}\n"
         f"## Provenance\n\n{provenance_table(results)}\n"
         "## Curves\n\nThe line is the mean over seeds, the band the lowest and highest seed.\n\n"
         f"{curves}\n## Test accuracy\n\n{image_link(figure_path(TEST_FIGURE), 'Test accuracy')}\n"

@@ -3,7 +3,9 @@
 import json
 from pathlib import Path
 
+from transfer import paths
 from transfer.atomic import atomic_path, write_json
+from transfer.errors import UserError
 from transfer.report.layout import CONFUSION_PATH, EPOCHS_PATH, FINAL_SCORES_PATH, TEST_ACCURACIES
 from transfer.report.results import StrategyResult
 
@@ -23,9 +25,32 @@ def final_score_rows(results: list[StrategyResult]) -> list[dict]:
     ]
 
 
+# History columns only some strategies write, and the value a row without one takes. DVC draws no datapoint
+# of a plot whose rows differ in keys (`dvc plots show` fails with a TypeError), so every row carries each.
+OPTIONAL_HISTORY_COLUMNS = {"phase": 1}  # a strategy without phases trains in one phase
+
+
 def epoch_rows(results: list[StrategyResult]) -> list[dict]:
-    """Every strategy's history rows, each led by its `strategy`; extra history columns pass through."""
-    return [{"strategy": result.strategy.name, **row} for result in results for row in result.history]
+    """Every strategy's history rows, each led by its `strategy`, all with the same keys in the same order."""
+    rows = [
+        {"strategy": result.strategy.name, **OPTIONAL_HISTORY_COLUMNS, **row}
+        for result in results
+        for row in result.history
+    ]
+    require_same_keys(rows)
+    return rows
+
+
+def require_same_keys(rows: list[dict]) -> None:
+    """UserError naming a history with a column another lacks (results of different train stages): it would not draw."""
+    keys = {key for row in rows for key in row}
+    for row in rows:
+        if missing := sorted(keys - row.keys()):
+            owner = next(other["strategy"] for other in rows if missing[0] in other)
+            raise UserError(
+                f"{paths.history_path(row['strategy'])} has no column {missing[0]!r}, which "
+                f"{paths.history_path(owner)} has; rerun the train stages with dvc repro"
+            )
 
 
 def confusion_rows(strategy: str, confusion: dict) -> list[dict]:

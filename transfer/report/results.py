@@ -54,7 +54,9 @@ def load_result(strategy: StrategyConfig) -> StrategyResult:
         require_keys(row, band_columns, paths.history_path(name))
     scores = [*TEST_ACCURACIES, *TABLE_SCORES, "best_epoch"]
     require_keys(
-        result.metrics, [*scores, *(f"{key}_std" for key in scores), "trainable_params"], paths.metrics_path(name)
+        result.metrics,
+        [*scores, *(f"{key}_std" for key in scores), "trainable_params", "num_seeds"],
+        paths.metrics_path(name),
     )
     require_keys(result.confusion, ["class_names", "fine_to_coarse", "counts", "seeds"], paths.confusion_path(name))
     require_keys(result.timing, ["seconds_per_seed", "device"], paths.timing_path(name))
