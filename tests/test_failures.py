@@ -55,6 +55,7 @@ class Project:
         delays: list[float] = []
         monkeypatch.setattr("transfer.fetch.time.sleep", delays.append)
         monkeypatch.chdir(self.root)
+        monkeypatch.setattr(sys, "argv", [stage])  # main() parses sys.argv: pytest's own arguments are not the stage's
         capsys.readouterr()  # drop anything printed before
         try:
             run_stage(importlib.import_module(f"stages.{stage}").main)
