@@ -1,7 +1,7 @@
 """Label image files with a trained model: `python -m stages.predict MODEL IMAGE_OR_FOLDER... [--json] [--top K]`.
 
-A tool, not a DVC stage. Images of any size and mode become RGB, are resized (shorter side) and
-center-cropped to the 32x32 CIFAR resolution the model trained on, then resized and normalised
+A tool, not a DVC stage. Images of any size and mode become RGB, are center-cropped to a square and
+resized to the 32x32 CIFAR resolution the model trained on, then resized and normalised
 exactly as training did (transfer/inference.py, with the statistics stored in the model file).
 """
 
@@ -14,7 +14,7 @@ import torch
 from transfer.device import resolve_device
 from transfer.errors import UserError, run_stage
 from transfer.inference import format_table, image_files, read_images, top_classes
-from transfer.model import load_model_file
+from transfer.model_file import load_model_file
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -19,7 +19,8 @@ from transfer.onnx_export import export
 # 1e-3: fp32 ResNet18 logits of two runtimes differ by ~1e-6 relative; 1e-3 is loose for logits of order 1-10.
 ONNX_VS_TORCH = """
 import sys, numpy, onnxruntime, torch
-from transfer.model import load_model_file, build_inference_network
+from transfer.model import build_inference_network
+from transfer.model_file import load_model_file
 checkpoint = load_model_file(sys.argv[1])
 size = checkpoint["normalization"]["image_size"]
 inputs = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(1))
