@@ -11,6 +11,9 @@ from transfer.errors import UserError
 from transfer.fetch import fetch
 from transfer.synthetic_archive import write_synthetic_archive
 
+# The official archive is 169,001,437 bytes; a quarter more leaves room for a mirror's repacking at another
+# gzip level, and still stops a server that streams without end long before it fills a disk.
+MAX_ARCHIVE_BYTES = 169_001_437 * 5 // 4
 OFFLINE_HINT = (
     "to work offline set data.source to a local copy of cifar-100-python.tar.gz, "
     "or to 'synthetic' (e.g. dvc exp run -S data.source=synthetic -S model.weights=random)"
@@ -42,7 +45,8 @@ def obtain_archive(data: DataConfig, destination: Path) -> None:
             seed=data.synthetic.seed,
         )
     elif data.is_url:
-        fetch(data.source, destination, checksum=Checksum("md5", data.md5.lower()), offline_hint=OFFLINE_HINT)
+        checksum = Checksum("md5", data.md5.lower())
+        fetch(data.source, destination, checksum=checksum, max_bytes=MAX_ARCHIVE_BYTES, offline_hint=OFFLINE_HINT)
     else:
         copy_local_archive(Path(data.source).expanduser(), Checksum("md5", data.md5.lower()), destination)
 
