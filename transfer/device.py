@@ -33,10 +33,22 @@ class Compute:
         """Layout for 4-D activations and conv weights."""
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
+    @property
+    def precision(self) -> str:
+        """The precision actually used: 'fp32' or the autocast dtype ('bf16'), whatever compute.precision said."""
+        return "fp32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch.").replace("bfloat", "bf")
+
     def describe(self) -> str:
-        """E.g. 'cpu, bf16, channels_last'."""
+        """E.g. 'cpu, bfloat16, channels_last'."""
         precision = "fp32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch.")
         return ", ".join([str(self.device), precision] + (["channels_last"] if self.channels_last else []))
+
+    def record(self) -> dict:
+        """What computed a result, as it resolved on this machine (compute.* 'auto' settled): results record it.
+
+        The device type, not its index: every rank of a multi-GPU run must record, and key, the same.
+        """
+        return {"device": self.device.type, "precision": self.precision, "channels_last": self.channels_last}
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
