@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from transfer.device import resolve_device
+from transfer.device import out_of_memory_as_user_error, resolve_device
 from transfer.errors import UserError, run_stage
 from transfer.inference import format_table, image_files, read_images, top_classes
 from transfer.model_file import load_model_file
@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     files, problems = image_files(arguments.images)
     good, images, unreadable = read_images(files)
     problems += unreadable
-    ranked = top_classes(checkpoint, torch.stack(images), arguments.top, device, arguments.batch_size) if images else []
+    with out_of_memory_as_user_error("predict", advice="lower --batch-size"):
+        ranked = (
+            top_classes(checkpoint, torch.stack(images), arguments.top, device, arguments.batch_size) if images else []
+        )
     labels = list(zip(good, ranked, strict=True))
     if arguments.json:
         # The key stays "top5" whatever --top is: the documented format, so parsers need no flag-dependent key.

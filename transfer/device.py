@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,3 +105,16 @@ def resolve_compute(compute: ComputeConfig, local_rank: int = 0) -> Compute:
     device = resolve_device(compute.device, local_rank)
     amp_dtype = resolve_precision(compute.precision, device, compute.channels_last)
     return Compute(device=device, amp_dtype=amp_dtype, channels_last=compute.channels_last)
+
+
+TRAINING_MEMORY_ADVICE = "lower strategy.batch_size (training) or compute.eval_batch_size (evaluation)"
+
+
+@contextlib.contextmanager
+def out_of_memory_as_user_error(label: str, advice: str = TRAINING_MEMORY_ADVICE) -> Iterator[None]:
+    """A CUDA out-of-memory error inside the block becomes one line saying which setting lowers memory use."""
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        first_line = str(error).splitlines()[0] if str(error) else "out of memory"
+        raise UserError(f"{label}: the GPU ran out of memory ({first_line}); {advice}") from None
