@@ -104,6 +104,8 @@ def train_seed(run: RunContext, lr_candidate: float | None = None) -> tuple[Seed
     checkpoints = EpochCheckpoints(checkpoint_path, checkpoint_key(run))
     started = time.perf_counter()
     progress = fit(net, run, checkpoints)
+    if run.ranks.is_main:
+        checkpoints.keep_finished(progress)  # until the strategy ends: a finished seed needs no optimizer state
     net.load_state_dict(progress.best_state)
     test = scores(net, run.images("test"), run)
     metrics = final_metrics(test, progress, net, torch.from_numpy(run.data.fine_to_coarse))
