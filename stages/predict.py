@@ -1,7 +1,7 @@
 """Label image files with a trained model: `python -m stages.predict MODEL IMAGE_OR_FOLDER... [--json] [--top K]`.
 
-A tool, not a DVC stage. Images of any size and mode become RGB, are resized (shorter side) and
-center-cropped to the 32x32 CIFAR resolution the model trained on, then resized and normalised
+A tool, not a DVC stage. Images of any size and mode become RGB, are center-cropped to a square and
+resized to the 32x32 CIFAR resolution the model trained on, then resized and normalised
 exactly as training did (transfer/inference.py, with the statistics stored in the model file).
 """
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from transfer.device import resolve_device
+from transfer.device import out_of_memory_as_user_error, resolve_device
 from transfer.errors import UserError, run_stage
 from transfer.inference import format_table, image_files, read_images, top_classes
-from transfer.model import load_model_file
+from transfer.model_file import load_model_file
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     files, problems = image_files(arguments.images)
     good, images, unreadable = read_images(files)
     problems += unreadable
-    ranked = top_classes(checkpoint, torch.stack(images), arguments.top, device, arguments.batch_size) if images else []
+    with out_of_memory_as_user_error("predict", advice="lower --batch-size"):
+        ranked = (
+            top_classes(checkpoint, torch.stack(images), arguments.top, device, arguments.batch_size) if images else []
+        )
     labels = list(zip(good, ranked, strict=True))
     if arguments.json:
         # The key stays "top5" whatever --top is: the documented format, so parsers need no flag-dependent key.

@@ -14,7 +14,7 @@ from transfer import distributed, paths
 from transfer.config import load_params
 from transfer.context import RunContext
 from transfer.data import load_prepared
-from transfer.device import make_deterministic, resolve_compute
+from transfer.device import make_deterministic, out_of_memory_as_user_error, resolve_compute
 from transfer.errors import UserError, run_stage
 from transfer.live import discard_live_history
 from transfer.results import write_strategy_results
@@ -40,7 +40,8 @@ def train(strategy_name: str) -> None:
         run = RunContext(
             params, strategy, load_prepared(paths.PREPARED_PATH), compute, strategy.training.seeds[0], ranks
         )
-        strategy_runs = train_strategy(run)
+        with out_of_memory_as_user_error(f"train@{strategy.name}"):
+            strategy_runs = train_strategy(run)
         if ranks.is_main:
             chosen = RunContext(params, strategy_runs.chosen, run.data, compute, run.seed, ranks)
             write_strategy_results(chosen, strategy_runs, time.perf_counter() - started)

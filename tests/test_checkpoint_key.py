@@ -2,9 +2,13 @@
 
 import subprocess
 import sys
+from pathlib import Path
+
+import torch
 
 import transfer.runs
 from transfer import paths
+from transfer.checkpoint import EpochCheckpoints, FitProgress
 
 # In a fresh process, as the train stage runs: `python -m stages.train` is loaded as __main__.
 KEY_FILES_OF_THE_TRAIN_STAGE = """
@@ -37,3 +41,38 @@ def test_key_covers_the_stage_module_run_as_main():
     files = result.stdout.split("\n")
     assert str(paths.PROJECT_ROOT / "stages" / "train.py") in files
     assert str(paths.PROJECT_ROOT / "transfer" / "recipe.py") in files
+
+
+def small_checkpoint(tmp_path: Path, key: str = "key-a") -> tuple[EpochCheckpoints, torch.nn.Module, FitProgress]:
+    """A checkpoint after one SGD-with-momentum step of a small network, as fit_phase saves it."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(64, 32)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net(torch.randn(4, 64)).sum().backward()
+    optimizer.step()
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+    progress = FitProgress(history=[{"epoch": 1}], best_epoch=1)
+    progress.best_state = {name: value.detach().clone() for name, value in net.state_dict().items()}
+    checkpoints = EpochCheckpoints(tmp_path / "seed_0.pt", key)
+    checkpoints.save(net, optimizer, scheduler, progress)
+    return checkpoints, net, progress
+
+
+def test_finished_seed_keeps_no_optimizer_state_and_still_resumes(tmp_path: Path):
+    checkpoints, net, progress = small_checkpoint(tmp_path)
+    full_size = checkpoints.path.stat().st_size
+    checkpoints.keep_finished(progress)
+    # weights + momentum + best weights before; the best weights alone after (stored once though named twice)
+    assert checkpoints.path.stat().st_size < 0.6 * full_size
+    resumed, saved = EpochCheckpoints(checkpoints.path, "key-a").load(torch.nn.Linear(64, 32))
+    assert saved == {"optimizer": {}, "scheduler": {}}
+    assert resumed.completed_epochs == 1
+    torch.testing.assert_close(resumed.best_state, progress.best_state, rtol=0, atol=0)
+
+
+def test_stale_checkpoint_is_removed_with_a_message(tmp_path: Path, capsys):
+    checkpoints, _, _ = small_checkpoint(tmp_path, key="key-a")
+    progress, saved = EpochCheckpoints(checkpoints.path, "key-b").load(torch.nn.Linear(64, 32))
+    assert progress.completed_epochs == 0 and saved == {}
+    assert "other params, data or code; removed" in capsys.readouterr().out
+    assert not checkpoints.path.exists()

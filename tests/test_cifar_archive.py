@@ -1,14 +1,17 @@
 """The CIFAR-100 archive reader, and the synthetic writer's faithfulness to the real Python 2 format."""
 
 import io
+import os
 import pickle
 import pickletools
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from transfer.archive_source import obtain_archive
 from transfer.cifar_archive import read_archive
 from transfer.cifar_format import (
     ARCHIVE_NAME,
@@ -17,9 +20,12 @@ from transfer.cifar_format import (
     NUM_CLASSES,
     NUM_COARSE_CLASSES,
     STRAY_MEMBER,
+    TEST_IMAGES,
     TEST_MEMBER,
+    TRAIN_IMAGES,
     TRAIN_MEMBER,
 )
+from transfer.config import SYNTHETIC_SOURCE, AugmentConfig, DataConfig, SyntheticConfig
 from transfer.errors import UserError
 from transfer.synthetic_archive import write_synthetic_archive
 
@@ -50,10 +56,23 @@ def _rewrite(source: Path, destination: Path, edit) -> Path:
     edit(contents)
     with tarfile.open(destination, "w:gz") as tar:
         for name, content in contents.items():
-            payload = pickle.dumps(content, protocol=2)
-            info = tarfile.TarInfo(name)
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
+            # protocol 3 writes bytes as BINBYTES; protocol 2 would call _codecs.encode, which the reader refuses
+            payload = pickle.dumps(content, protocol=3)
+            _add(tar, name, payload)
+    return destination
+
+
+def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    tar.addfile(info, io.BytesIO(payload))
+
+
+def _replace_member(source: Path, destination: Path, name: str, payload: bytes) -> Path:
+    """Copy an archive with one member's bytes replaced."""
+    with tarfile.open(destination, "w:gz") as tar:
+        for member_name, member_payload in _member_bytes(source).items():
+            _add(tar, member_name, payload if member_name == name else member_payload)
     return destination
 
 
@@ -244,14 +263,71 @@ def test_malformed_member_is_a_user_error_naming_file_and_member(
 
 
 def test_member_that_is_not_a_pickle_is_a_user_error(archive_path: Path, tmp_path: Path) -> None:
-    path = tmp_path / ARCHIVE_NAME
-    with tarfile.open(path, "w:gz") as tar:
-        for name, payload in _member_bytes(archive_path).items():
-            payload = b"garbage" if name == TEST_MEMBER else payload
-            info = tarfile.TarInfo(name)
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
+    path = _replace_member(archive_path, tmp_path / ARCHIVE_NAME, TEST_MEMBER, b"garbage")
     _assert_user_error(path, TEST_MEMBER, "not a readable pickle")
+
+
+# --- crafted pickles: nothing but numpy's array globals is ever resolved ----------------------------
+
+
+class _Shell:
+    """Pickles as a call of os.system(command) when loaded."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("member", [META_MEMBER, TRAIN_MEMBER])
+@pytest.mark.parametrize("protocol", [2, 4])  # GLOBAL and STACK_GLOBAL name a callable differently
+def test_pickle_calling_os_system_runs_nothing_and_names_the_member(
+    archive_path: Path, tmp_path: Path, member: str, protocol: int
+) -> None:
+    marker = tmp_path / "ran"
+    payload = pickle.dumps({"fine_label_names": _Shell(f"touch {marker}")}, protocol=protocol)
+    assert b"system" in payload  # the crafted pickle really names os.system (posix.system on Linux)
+    path = _replace_member(archive_path, tmp_path / ARCHIVE_NAME, member, payload)
+    _assert_user_error(path, member, "refused global", "system", "nothing was run")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("crafted", "fragment"),
+    [
+        (np.array([{"a": 1}], dtype=object), "not a plain numeric dtype"),  # object arrays hold arbitrary objects
+        (np.zeros(3, dtype=[("x", "u1")]), "not a plain numeric dtype"),  # structured dtypes can nest objects
+        (np.ma.masked_array([1, 2]), "refused global numpy.ma"),  # subclasses rebuild through their own code
+    ],
+    ids=["object-array", "structured-array", "array-subclass"],
+)
+def test_numpy_pickles_beyond_plain_arrays_are_refused(
+    archive_path: Path, tmp_path: Path, crafted: np.ndarray, fragment: str
+) -> None:
+    payload = pickle.dumps({"data": crafted}, protocol=3)
+    _assert_user_error(_replace_member(archive_path, tmp_path / ARCHIVE_NAME, TEST_MEMBER, payload), fragment)
+
+
+def test_calling_the_array_class_itself_is_refused(archive_path: Path, tmp_path: Path) -> None:
+    # {"data": numpy.ndarray((4, 3072))}: GLOBAL numpy.ndarray, then REDUCE calls it; numpy would allocate any
+    # shape asked for, so the name may only reach _reconstruct as its argument
+    payload = b"\x80\x02}U\x04datacnumpy\nndarray\nK\x04M\x00\x0c\x86\x85Rs."
+    _assert_user_error(_replace_member(archive_path, tmp_path / ARCHIVE_NAME, TEST_MEMBER, payload), "not a readable")
+
+
+def test_member_larger_than_the_format_allows_is_refused_before_it_is_read(archive_path: Path, tmp_path: Path) -> None:
+    # 64 MiB of zeros gzip to about 64 KB; the meta member needs at most 64 KiB (a hundred and twenty names)
+    path = _replace_member(archive_path, tmp_path / ARCHIVE_NAME, META_MEMBER, bytes(64 * 1024 * 1024))
+    tracemalloc.start()
+    try:
+        _assert_user_error(path, META_MEMBER, "67108864 bytes", "more than the 65536")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # never read: reading it would hold its 64 MiB. tarfile's stream inflates one compressed chunk at a time, and
+    # a chunk of zeros inflates about 1000x: 31 MiB measured for this member and for one twice its size
+    assert peak < 48 * 1024 * 1024
 
 
 # --- learnability -------------------------------------------------------------------------------
@@ -274,4 +350,15 @@ def test_classes_are_learnable_but_not_trivially(tmp_path: Path) -> None:
 def test_writer_rejects_negative_sizes(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         write_synthetic_archive(tmp_path / ARCHIVE_NAME, train_size=-1, test_size=1, seed=0)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("key", "size"), [("train_size", TRAIN_IMAGES + 1), ("test_size", TEST_IMAGES + 1)])
+def test_synthetic_sizes_beyond_the_real_archive_are_refused_before_writing(
+    tmp_path: Path, key: str, size: int
+) -> None:
+    sizes = {"train_size": 10, "test_size": 10, key: size}
+    data = DataConfig(SYNTHETIC_SOURCE, "0" * 32, 1, 0, 32, AugmentConfig(0, False), SyntheticConfig(**sizes, seed=0))
+    with pytest.raises(UserError, match=f"data.synthetic.{key} = {size} is more than the real archive's {size - 1}"):
+        obtain_archive(data, tmp_path / ARCHIVE_NAME)
     assert not list(tmp_path.iterdir())

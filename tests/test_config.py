@@ -107,7 +107,8 @@ BAD_INPUTS = {
     "unknown key": (set_key("strategy", "lrr", 0.1), ["strategy.lrr", "did you mean 'strategy.lr'"]),
     "negative lr": (set_key("strategy", "lr", -0.5), ["strategy.lr", "-0.5", "above 0"]),
     "zero epochs": (set_key("strategy", "epochs", 0), ["strategy.epochs", "= 0", "above 0"]),
-    "image_size 16": (set_key("data", "image_size", 16), ["data.image_size", "16", "32 or more"]),
+    "image_size 16": (set_key("data", "image_size", 16), ["data.image_size", "16", "32 to 512"]),
+    "image_size 600": (set_key("data", "image_size", 600), ["data.image_size", "600", "32 to 512"]),
     "optimizer rmsprop": (
         set_key("strategy", "optimizer", "rmsprop"),
         ["strategy.optimizer", "rmsprop", "sgd, adam, adamw"],

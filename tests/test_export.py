@@ -1,5 +1,6 @@
 """Stage export: models/<strategy>.onnx gives PyTorch's logits in onnxruntime; a mismatch writes nothing."""
 
+import copy
 import json
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from transfer.onnx_export import export
 # 1e-3: fp32 ResNet18 logits of two runtimes differ by ~1e-6 relative; 1e-3 is loose for logits of order 1-10.
 ONNX_VS_TORCH = """
 import sys, numpy, onnxruntime, torch
-from transfer.model import load_model_file, build_inference_network
+from transfer.model import build_inference_network
+from transfer.model_file import load_model_file
 checkpoint = load_model_file(sys.argv[1])
 size = checkpoint["normalization"]["image_size"]
 inputs = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(1))
@@ -30,20 +32,28 @@ print(float(numpy.abs(actual - expected).max()))
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch) -> Path:
-    """A folder with models/scratch.pt in save_model's layout (random weights, 5 classes)."""
-    monkeypatch.chdir(tmp_path)
+def save_scratch_model(logit_scale: float = 1.0) -> None:
+    """models/scratch.pt in save_model's layout: seeded random weights, 5 classes, the head scaled by logit_scale."""
     torch.manual_seed(0)
+    state = resnet18(num_classes=5).state_dict()
+    state["fc.weight"] *= logit_scale
+    state["fc.bias"] *= logit_scale
     checkpoint = {
-        "state_dict": resnet18(num_classes=5).state_dict(),
+        "state_dict": state,
         "class_names": [f"class_{index}" for index in range(5)],
         "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "image_size": 32},
         "config": {"strategy": {"name": "scratch"}, "model": {"head": {"hidden_size": 0, "dropout": 0.0}}},
         "strategy": "scratch",
     }
-    paths.MODELS_DIR.mkdir()
+    paths.MODELS_DIR.mkdir(exist_ok=True)
     torch.save(checkpoint, paths.model_path("scratch"))
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch) -> Path:
+    """A folder with models/scratch.pt (random weights, 5 classes)."""
+    monkeypatch.chdir(tmp_path)
+    save_scratch_model()
     return tmp_path
 
 
@@ -58,10 +68,37 @@ def test_export_is_reproducible_and_carries_metadata(project: Path):
 
 
 def test_mismatch_fails_with_one_line_and_writes_nothing(project: Path, monkeypatch):
-    monkeypatch.setattr(onnx_export, "max_abs_difference", lambda net, model, image_size: 0.5)
+    monkeypatch.setattr(onnx_export, "logit_difference", lambda net, model, image_size: (0.5, 3.0))
     with pytest.raises(UserError, match="differ by 0.5"):
         export("scratch")
     assert sorted(path.name for path in paths.MODELS_DIR.iterdir()) == ["scratch.pt"]
+
+
+def test_a_valid_model_with_large_logits_exports(project: Path):
+    # a head scaled 10**5 gives logits of thousands, where one fp32 ulp is about 1e-3: an absolute 1e-4 failed it
+    save_scratch_model(logit_scale=1e5)
+    checkpoint = onnx_export.load_model_file(paths.model_path("scratch"))
+    net = onnx_export.build_inference_network(checkpoint)
+    difference, logit_scale = onnx_export.logit_difference(net, onnx_export.onnx_bytes(net, 32, {}), 32)
+    assert logit_scale > 1000 and difference > 1e-4  # the case the absolute bound refused
+    export("scratch")
+    assert paths.onnx_path("scratch").is_file()
+
+
+def test_an_export_with_one_perturbed_weight_fails(project: Path, monkeypatch):
+    # the graph onnxruntime runs has layer4's last conv 1% off: a wrong export, not rounding
+    exported = onnx_export.onnx_bytes
+
+    def perturbed_export(net, image_size, metadata):
+        wrong = copy.deepcopy(net)
+        with torch.no_grad():
+            wrong.layer4[1].conv2.weight.mul_(1.01)
+        return exported(wrong, image_size, metadata)
+
+    monkeypatch.setattr(onnx_export, "onnx_bytes", perturbed_export)
+    with pytest.raises(UserError, match="logits differ by .* no ONNX file written"):
+        export("scratch")
+    assert not paths.onnx_path("scratch").exists()
 
 
 def test_every_onnx_model_matches_pytorch_in_another_process(e2e_repo):

@@ -144,7 +144,7 @@ def test_too_small_image_size_names_the_key_and_the_minimum(project: Project):
     # Every stage validates all of params.yaml; download is the one `dvc repro` runs first (and loads no torch).
     message = error_line(project.run("download"))
     assert "data.image_size = 16" in message
-    assert "use 32 or more" in message
+    assert "use 32 to 512" in message
     assert_left_nothing(project, paths.ARCHIVE_PATH)
 
 

@@ -9,7 +9,7 @@ from torch.testing import assert_close
 from tests.project import params_tree
 from tests.training import class_names_only, one_phase_plan, run_context
 from transfer.augment import Normalization
-from transfer.batches import FeatureBatches, ImageBatches, cache_features, training_batches
+from transfer.batches import FeatureBatches, ImageBatches, cache_features, frozen_output, training_batches
 from transfer.config import parse_params
 from transfer.data import ImageSplit
 from transfer.device import Compute
@@ -158,3 +158,19 @@ def test_diverging_loss_stops_with_the_strategy_epoch_step_and_lr(weights_path):
     with pytest.raises(UserError, match=message):
         for _ in range(3):
             train_one_epoch(net, optimizer, images, run, plan, epoch=2)
+
+
+@pytest.mark.parametrize("name", ["shallow", "deep"])
+def test_preallocated_feature_cache_equals_the_concatenated_batches(name, weights_path):
+    # The cache fills one tensor batch by batch; it must hold exactly what concatenating the batches held
+    # (the layout, dtype and bytes the training path reads), and be usable by autograd like before.
+    net, _ = network(name, weights_path)
+    images = ImageBatches(split(), SIZE_32, None, FP32)
+    cached = cache_features(net, images, batch_size=24)  # 64 images: batches of 24, 24, 16
+    net.eval()
+    with torch.inference_mode():
+        parts = [frozen_output(net, images.inputs(indices)) for indices in torch.arange(len(images)).split(24)]
+    expected = torch.cat(parts).clone()
+    assert cached.features.dtype == expected.dtype and cached.features.shape == expected.shape
+    assert torch.equal(cached.features, expected)
+    assert not cached.features.is_inference()

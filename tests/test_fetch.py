@@ -1,5 +1,6 @@
 """fetch() against a local HTTP server that drops, fails, corrupts, trickles and ignores Range on request."""
 
+import dataclasses
 import hashlib
 import http.server
 import random
@@ -13,12 +14,15 @@ import pytest
 
 from transfer.digest import Checksum, file_digest, verify_checksum
 from transfer.errors import UserError
-from transfer.fetch import fetch
+from transfer.fetch import Patience, _open_partial, fetch
+from transfer.weights_source import IMAGENET_BYTES, IMAGENET_SHA256, IMAGENET_URL
 
 PAYLOAD = random.Random(0).randbytes(300_000)  # 300 KB: several socket reads, still instant
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 OFFLINE_HINT = "set data.source to a local copy of cifar-100-python.tar.gz or to 'synthetic'"
-FAST = dict(offline_hint=OFFLINE_HINT, backoff_seconds=0.01, timeout_seconds=5.0)  # tests never sleep long
+FAST_PATIENCE = Patience(backoff_seconds=0.01, timeout_seconds=5.0)  # tests never sleep long
+FAST = dict(offline_hint=OFFLINE_HINT, max_bytes=len(PAYLOAD), patience=FAST_PATIENCE)
+THREE_ATTEMPTS = dict(FAST, patience=dataclasses.replace(FAST_PATIENCE, attempts=3))
 
 
 @dataclass
@@ -32,6 +36,9 @@ class FaultPlan:
     trickle: bool = False  # send the body in small chunks with tiny sleeps
     not_found: bool = False  # answer every request with 404
     ignore_range: bool = False  # answer ranged requests with 200 and the whole body
+    no_length: bool = False  # send no Content-Length: the body ends when the connection closes
+    drip_seconds: float = 0.0  # above 0: send the body one byte at a time, this long apart
+    redirect_to: str | None = None  # answer every request with a 302 to this URL
     range_headers: list[str | None] = field(default_factory=list)  # Range header of each request seen
 
 
@@ -48,6 +55,11 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
             request_index = len(plan.range_headers) - 1
         if plan.not_found:
             self.send_error(404)
+        elif plan.redirect_to is not None:
+            self.send_response(302)
+            self.send_header("Location", plan.redirect_to)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif request_index < plan.fail_first:
             self.send_error(plan.fail_status)
         else:
@@ -67,14 +79,20 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(200 if start is None else 206)
         if start is not None:
             self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
-        self.send_header("Content-Length", str(len(body)))
+        if plan.no_length:
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if request_index < plan.drop_first:
             body = body[: len(body) // 2]  # the client was promised more; closing now is a dropped connection
             self.close_connection = True
-        self._write(
-            body, chunk_bytes=4096 if plan.trickle else len(body) or 1, pause_seconds=0.0005 if plan.trickle else 0
-        )
+        if plan.drip_seconds:
+            self._write(body, chunk_bytes=1, pause_seconds=plan.drip_seconds)
+        else:
+            self._write(
+                body, chunk_bytes=4096 if plan.trickle else len(body) or 1, pause_seconds=0.0005 if plan.trickle else 0
+            )
 
     def _range_start(self) -> int | None:
         """Start byte of a `Range: bytes=N-` header, or None when absent."""
@@ -140,7 +158,7 @@ def test_persistent_500_gives_up_after_attempts_and_keeps_nothing_half_written(s
     server.plan = FaultPlan(fail_first=100, fail_status=500)
     destination = tmp_path / "data.tar.gz"
     with pytest.raises(UserError, match=r"failed after 3 attempts: HTTP 500"):
-        fetch(server.url, destination, checksum=None, attempts=3, **FAST)
+        fetch(server.url, destination, checksum=None, **THREE_ATTEMPTS)
     assert len(server.plan.range_headers) == 3
     assert not destination.exists()
 
@@ -173,7 +191,7 @@ def test_unreachable_host_names_host_and_offline_hint(tmp_path, capsys):
         closed_port = probe.getsockname()[1]
     destination = tmp_path / "data.tar.gz"
     with pytest.raises(UserError) as raised:
-        fetch(f"http://127.0.0.1:{closed_port}/x.tar.gz", destination, checksum=None, attempts=3, **FAST)
+        fetch(f"http://127.0.0.1:{closed_port}/x.tar.gz", destination, checksum=None, **THREE_ATTEMPTS)
     message = str(raised.value)
     assert "127.0.0.1" in message and message.endswith(OFFLINE_HINT)
     assert "\n" not in message
@@ -232,3 +250,74 @@ def test_verify_checksum_and_file_digest(tmp_path):
         UserError, match=rf"checksum mismatch for {re.escape(str(path))}: expected md5 0{{32}}, got {PAYLOAD_MD5}"
     ):
         verify_checksum(path, Checksum("md5", "0" * 32))
+
+
+# --- bounds: size, time, redirects, the .part file ------------------------------------------------
+
+
+def test_body_without_length_stops_at_max_bytes_and_keeps_nothing(server, tmp_path):
+    server.plan = FaultPlan(no_length=True)
+    destination = tmp_path / "data.tar.gz"
+    with pytest.raises(UserError, match=f"over the {len(PAYLOAD) // 2} expected at most"):
+        fetch(server.url, destination, checksum=None, **dict(FAST, max_bytes=len(PAYLOAD) // 2))
+    assert not destination.exists() and not part_of(destination).exists()
+    assert len(server.plan.range_headers) == 1  # too big is not retried
+
+
+def test_content_length_over_max_bytes_is_refused_before_the_body(server, tmp_path):
+    destination = tmp_path / "data.tar.gz"
+    with pytest.raises(UserError, match=f"is {len(PAYLOAD)} bytes or more, over the {len(PAYLOAD) - 1}"):
+        fetch(server.url, destination, checksum=None, **dict(FAST, max_bytes=len(PAYLOAD) - 1))
+    assert not part_of(destination).exists()
+
+
+def test_dripping_server_is_stopped_by_the_overall_deadline(server, tmp_path):
+    # one byte every 0.05 s never trips the 5 s read timeout; 300 KB would take four hours
+    server.plan = FaultPlan(drip_seconds=0.05)
+    destination = tmp_path / "data.tar.gz"
+    patience = dataclasses.replace(FAST_PATIENCE, deadline_seconds=0.5)
+    with pytest.raises(UserError, match="did not finish within its 0.5 s deadline"):
+        fetch(server.url, destination, checksum=None, **dict(FAST, patience=patience))
+    assert not destination.exists()
+    assert 0 < part_of(destination).stat().st_size < len(PAYLOAD)  # kept, so a rerun resumes
+
+
+@pytest.mark.parametrize("scheme", ["http", "ftp"])
+def test_redirect_to_anything_but_https_is_refused(server, tmp_path, start_http_server, scheme):
+    target = start_http_server(FaultyHandler, plan=FaultPlan())
+    redirect = target.url.replace("http", scheme, 1)
+    server.plan = FaultPlan(redirect_to=redirect)
+    destination = tmp_path / "data.tar.gz"
+    with pytest.raises(UserError, match=f"redirects to {re.escape(redirect)}: only redirects to https"):
+        fetch(server.url, destination, checksum=None, **FAST)
+    assert target.plan.range_headers == []  # never asked
+    assert not destination.exists() and not part_of(destination).exists()
+
+
+def test_symlink_planted_at_the_part_path_is_refused_and_its_target_untouched(server, tmp_path):
+    destination = tmp_path / "data.tar.gz"
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    part_of(destination).symlink_to(victim)
+    with pytest.raises(UserError, match="is not a regular file"):
+        fetch(server.url, destination, checksum=None, **FAST)
+    assert victim.read_bytes() == b"precious"
+    assert server.plan.range_headers == []  # refused before asking the server
+
+
+def test_part_file_is_opened_without_following_a_symlink(tmp_path):
+    # a symlink planted between fetch's check and its open: O_NOFOLLOW makes the open itself fail
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    (tmp_path / "x.part").symlink_to(victim)
+    for append in (False, True):
+        with pytest.raises(OSError):
+            _open_partial(tmp_path / "x.part", append=append)
+    assert victim.read_bytes() == b"precious"
+
+
+def test_imagenet_weights_are_pinned_by_full_sha256_consistent_with_the_url():
+    assert re.fullmatch(r"[0-9a-f]{64}", IMAGENET_SHA256)
+    assert IMAGENET_URL.endswith(f"resnet18-{IMAGENET_SHA256[:8]}.pth")  # torchvision's file name: the first 32 bits
+    assert IMAGENET_BYTES == 46_830_571

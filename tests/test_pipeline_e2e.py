@@ -96,6 +96,12 @@ def test_repro_trains_every_strategy_and_learns(e2e_repo: Repo):
         assert metrics[name]["num_seeds"] == 1 and all(metrics[name][f"{score}_std"] == 0.0 for score in SCORES)
         # A prediction in the right class is in the right superclass too.
         assert 0.0 <= metrics[name]["test_top1"] <= metrics[name]["test_top1_coarse"] <= 1.0
+        # What computed the scores, as resolved (TEST_PARAMS pin cpu and fp32), beside them and in the provenance
+        used = {"device": "cpu", "precision": "fp32"}
+        assert {key: metrics[name][key] for key in used} == used
+        assert e2e_repo.read_json(paths.provenance_path(name))["compute_used"] == {**used, "channels_last": False}
+        model_file = torch.load(e2e_repo.root / paths.model_path(name), map_location="cpu", weights_only=True)
+        assert model_file["compute_used"] == {**used, "channels_last": False}
         assert metrics[name]["test_top1"] <= metrics[name]["test_top5"] <= 1.0
         history = e2e_repo.read_json(paths.history_path(name))
         epochs = e2e_repo.params()["strategy"]["epochs"]

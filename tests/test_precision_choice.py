@@ -5,7 +5,14 @@ import json
 import pytest
 import torch
 
+from tests.project import params_tree
+from tests.training import class_names_only, run_context
 from transfer import precision
+from transfer.checkpoint import run_key
+from transfer.config import parse_params
+from transfer.device import resolve_compute
+from transfer.results import used_compute_fields
+from transfer.runs import checkpoint_config
 
 
 class FakeProbe:
@@ -66,3 +73,25 @@ def test_an_unreadable_store_is_measured_again(tmp_path):
 def test_the_real_probe_times_both_precisions():
     assert precision.time_training_steps(None, False) > 0
     assert precision.time_training_steps(torch.bfloat16, True) > 0
+
+
+def test_a_tampered_cached_choice_changes_the_checkpoint_key_and_is_recorded(tmp_path, monkeypatch):
+    # compute.precision auto on a CPU with bf16 instructions reads the cached choice; whoever edits the cache
+    # changes the precision, so the key (and every result's provenance) must carry the precision used, not 'auto'
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr("transfer.device.cpu_has_native_bf16", lambda: True)
+    params = parse_params(params_tree({"compute": {"precision": "auto"}}))
+    cache = precision.cache_path()
+    cache.parent.mkdir(parents=True)
+
+    def with_cached_choice(choice: str) -> tuple[dict, str]:
+        cache.write_text(json.dumps({precision.machine_key(params.compute.channels_last): {"precision": choice}}))
+        compute = resolve_compute(params.compute)
+        run = run_context(params, "scratch", class_names_only(100), compute)
+        return used_compute_fields(compute), run_key(checkpoint_config(run), [], [])
+
+    fp32_fields, fp32_key = with_cached_choice("fp32")
+    bf16_fields, bf16_key = with_cached_choice("bf16")
+    assert fp32_fields == {"device": "cpu", "precision": "fp32"}
+    assert bf16_fields == {"device": "cpu", "precision": "bf16"}
+    assert fp32_key != bf16_key

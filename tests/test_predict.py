@@ -1,8 +1,11 @@
 """python -m stages.predict: labels images with a models/<strategy>.pt file; bad input is one line and exit 2."""
 
 import json
+import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -13,24 +16,30 @@ from torchvision.models import resnet18
 from stages import predict
 from transfer import inference
 from transfer.augment import IMAGENET_MEAN, IMAGENET_STD, Normalization
-from transfer.model import build_inference_network, load_model_file
+from transfer.errors import UserError
+from transfer.model import build_inference_network
+from transfer.model_file import load_model_file
 
 CLASS_NAMES = [f"class_{index}" for index in range(7)]
 
 
-@pytest.fixture
-def model_file(tmp_path: Path) -> Path:
-    """A model file in the layout transfer/results.save_model writes (random weights, 7 classes)."""
+def model_checkpoint(class_names: list[str] = CLASS_NAMES) -> dict:
+    """A checkpoint in the layout transfer/results.save_model writes (seeded random weights)."""
     torch.manual_seed(0)
-    net = resnet18(num_classes=len(CLASS_NAMES))
-    checkpoint = {
+    net = resnet18(num_classes=len(class_names))
+    return {
         "state_dict": net.state_dict(),
-        "class_names": CLASS_NAMES,
+        "class_names": class_names,
         "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "image_size": 32},
         "config": {"strategy": {"name": "scratch"}, "model": {"head": {"hidden_size": 0, "dropout": 0.0}}},
     }
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    """A model file with random weights and 7 classes."""
     path = tmp_path / "model.pt"
-    torch.save(checkpoint, path)
+    torch.save(model_checkpoint(), path)
     return path
 
 
@@ -104,3 +113,136 @@ def test_predict_labels_an_image_with_a_trained_model(e2e_repo, tmp_path: Path):
     class_names = load_model_file(model)["class_names"]
     assert records[0]["top5"][0]["class"] in class_names and records[0]["top5"][0]["class"] in table.stdout
     assert 0.0 <= records[0]["top5"][0]["probability"] <= 1.0
+
+
+# --- crafted inputs: one line each, the other images still labelled ------------------------------------
+
+
+def test_huge_aspect_image_is_cropped_before_it_is_resized(tmp_path: Path):
+    # 1x100,000 px: a 400-byte PNG. Resized before cropping it would become 32x3,200,000 (410 MB as PIL's
+    # 4-byte RGB pixels); cropped first it is a 1x1 square. The bound is the child's peak RSS growth over
+    # what importing torch and PIL cost, and leaves 64 MB for PIL's and the allocator's own working sets.
+    image = tmp_path / "strip.png"
+    Image.new("RGB", (1, 100_000), (200, 30, 10)).save(image)
+    child = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from transfer.inference import load_image\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "pixels = load_image(Path(sys.argv[1]))\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(after - before, tuple(pixels.shape), pixels[:, 0, 0].tolist(), sep='|')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", child, str(image)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    growth_kib, shape, pixel = result.stdout.split("|")
+    assert int(growth_kib) < 64 * 1024  # ru_maxrss is in KiB on Linux
+    assert shape == "(3, 32, 32)" and pixel.strip() == "[200, 30, 10]"
+
+
+def test_image_beyond_the_pixel_limit_is_refused_from_its_header(tmp_path: Path):
+    path = tmp_path / "wide.png"
+    Image.new("L", (inference.MAX_PIXELS // 1000 + 1, 1000)).save(path)  # zeros: a few KB on disk
+    with pytest.raises(UserError, match="more than the 50000000 this tool decodes"):
+        inference.load_image(path)
+
+
+def damaged_png(path: Path) -> Path:
+    """A PNG whose pixel data continues in a chunk of an invalid type: PIL's decoder raises SyntaxError."""
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(path)
+    content = path.read_bytes()
+    idat_start = content.index(b"IDAT") - 4  # the chunk's 4-byte length comes first
+    (length,) = struct.unpack(">I", content[idat_start : idat_start + 4])
+    pixels = content[idat_start + 8 : idat_start + 8 + length]  # the compressed pixels
+    rest = content[idat_start + 12 + length :]  # after the chunk's CRC: IEND
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    half = length // 2
+    path.write_bytes(content[:idat_start] + chunk(b"IDAT", pixels[:half]) + chunk(b"\0\1\2\3", pixels[half:]) + rest)
+    return path
+
+
+def test_damaged_png_and_fifo_are_one_line_each_and_the_others_are_labelled(model_file: Path, tmp_path: Path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    write_image(folder / "good.png", (40, 30))
+    damaged_png(folder / "damaged.png")
+    os.mkfifo(folder / "pipe.png")  # opened for reading, a FIFO would wait for a writer forever
+    result = run_predict(str(model_file), str(folder))
+    assert result.returncode == 2
+    assert "good.png" in result.stdout and "class_" in result.stdout
+    lines = result.stderr.splitlines()
+    assert lines[0] == "error: 2 bad inputs:"
+    assert lines[1:] == [
+        f"{folder / 'damaged.png'}: not a readable image (SyntaxError)",
+        f"{folder / 'pipe.png'}: not a regular file",
+    ]
+
+
+def test_control_characters_in_class_and_file_names_are_escaped(tmp_path: Path):
+    names = ["\x1b[2J\x1b[31mred"] + CLASS_NAMES[1:]
+    model = tmp_path / "model.pt"
+    torch.save(model_checkpoint(names), model)
+    image = write_image(tmp_path / "a\x1b]0;title\x07.png", (32, 32))
+    result = run_predict(str(model), str(image), "--top", str(len(names)))
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "\\x1b[2J\\x1b[31mred" in result.stdout and "a\\x1b]0;title\\x07.png" in result.stdout
+
+
+def _edit(edit) -> dict:
+    checkpoint = model_checkpoint()
+    edit(checkpoint)
+    return checkpoint
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (
+            lambda c: c.update(class_names=CLASS_NAMES[:5]),
+            "fc.weight has shape (7, 512), expected (5, 512) (for 5 class",
+        ),
+        (lambda c: c.update(config="scratch"), "config is not a mapping"),
+        (lambda c: c["config"]["model"]["head"].update(width=3), "config.model.head has keys"),
+        (lambda c: c["config"]["model"]["head"].update(hidden_size="wide"), "hidden_size is not >= 0"),
+        (lambda c: c["normalization"].update(image_size=-5), "image_size = -5, expected an integer from 32 to 512"),
+        (lambda c: c["normalization"].update(image_size=40000), "image_size = 40000"),
+        (lambda c: c["normalization"].update(std=[0.2, 0.0, 0.2]), "normalization.std holds a value <= 0"),
+        (lambda c: c["state_dict"].update(extra=torch.zeros(1)), "state_dict has unexpected 'extra'"),
+        (lambda c: c["state_dict"].pop("fc.bias"), "state_dict lacks 'fc.bias'"),
+        (lambda c: c["state_dict"].update({"fc.bias": [0.0] * 7}), "state_dict fc.bias is not a tensor"),
+        (lambda c: c.update(class_names=[1, 2, 3, 4, 5, 6, 7]), "class_names holds a non-string"),
+    ],
+    ids=[
+        "class-count",
+        "config-string",
+        "extra-head-key",
+        "hidden-size-type",
+        "image-size-negative",
+        "image-size-huge",
+        "std-zero",
+        "extra-weight",
+        "missing-weight",
+        "weight-not-tensor",
+        "class-name-type",
+    ],
+)
+def test_bad_model_file_is_one_line_when_loaded(tmp_path: Path, edit, fragment: str):
+    # predict and export load (and so check) the file before they build a network from it
+    path = tmp_path / "model.pt"
+    torch.save(_edit(edit), path)
+    with pytest.raises(UserError) as caught:
+        load_model_file(path)
+    message = str(caught.value)
+    assert fragment in message and str(path) in message and "\n" not in message
+
+
+def test_huge_head_in_a_model_file_is_checked_without_allocating_it(tmp_path: Path):
+    # hidden_size 10**9 describes a 512 x 10**9 float32 layer (2 TB); on the meta device it costs nothing
+    path = tmp_path / "model.pt"
+    torch.save(_edit(lambda c: c["config"]["model"]["head"].update(hidden_size=10**9)), path)
+    with pytest.raises(UserError, match="state_dict lacks 'fc.0.weight' and 3 more"):
+        load_model_file(path)

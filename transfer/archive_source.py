@@ -4,12 +4,16 @@ import shutil
 from pathlib import Path
 
 from transfer.atomic import atomic_path
+from transfer.cifar_format import TEST_IMAGES, TRAIN_IMAGES
 from transfer.config import DataConfig
 from transfer.digest import Checksum, verify_checksum
 from transfer.errors import UserError
 from transfer.fetch import fetch
 from transfer.synthetic_archive import write_synthetic_archive
 
+# The official archive is 169,001,437 bytes; a quarter more leaves room for a mirror's repacking at another
+# gzip level, and still stops a server that streams without end long before it fills a disk.
+MAX_ARCHIVE_BYTES = 169_001_437 * 5 // 4
 OFFLINE_HINT = (
     "to work offline set data.source to a local copy of cifar-100-python.tar.gz, "
     "or to 'synthetic' (e.g. dvc exp run -S data.source=synthetic -S model.weights=random)"
@@ -33,6 +37,7 @@ def copy_local_archive(source: Path, checksum: Checksum, destination: Path) -> N
 def obtain_archive(data: DataConfig, destination: Path) -> None:
     """Write the archive data.source names to destination."""
     if data.is_synthetic:
+        _require_official_sizes_at_most(data)
         write_synthetic_archive(
             destination,
             train_size=data.synthetic.train_size,
@@ -40,6 +45,17 @@ def obtain_archive(data: DataConfig, destination: Path) -> None:
             seed=data.synthetic.seed,
         )
     elif data.is_url:
-        fetch(data.source, destination, checksum=Checksum("md5", data.md5.lower()), offline_hint=OFFLINE_HINT)
+        checksum = Checksum("md5", data.md5.lower())
+        fetch(data.source, destination, checksum=checksum, max_bytes=MAX_ARCHIVE_BYTES, offline_hint=OFFLINE_HINT)
     else:
         copy_local_archive(Path(data.source).expanduser(), Checksum("md5", data.md5.lower()), destination)
+
+
+def _require_official_sizes_at_most(data: DataConfig) -> None:
+    """The stand-in keeps to the format, whose reader bounds each member by the official split sizes."""
+    for key, size, most in (
+        ("train_size", data.synthetic.train_size, TRAIN_IMAGES),
+        ("test_size", data.synthetic.test_size, TEST_IMAGES),
+    ):
+        if size > most:
+            raise UserError(f"data.synthetic.{key} = {size} is more than the real archive's {most}: use 1 to {most}")

@@ -1,4 +1,9 @@
-"""Write outputs atomically so a failure never leaves a half-written file DVC could cache."""
+"""Write outputs atomically so a failure never leaves a half-written file DVC could cache.
+
+The file gets the mode a plain open() would (0644 under umask 022, readable by teammates; mkstemp's
+own 0600 would not be), and is fsynced before the rename and its folder after, so a power loss
+leaves the old file or the new one, never an empty one under the final name.
+"""
 
 import json
 import os
@@ -18,9 +23,27 @@ def atomic_path(final_path: Path) -> Iterator[Path]:
     temp_path = Path(temp_name)
     try:
         yield temp_path
+        os.chmod(temp_path, 0o666 & ~_current_umask())
+        _fsync(temp_path, os.O_RDONLY)
         os.replace(temp_path, final_path)
+        _fsync(final_path.parent, os.O_RDONLY | os.O_DIRECTORY)  # makes the rename itself durable
     finally:
         temp_path.unlink(missing_ok=True)
+
+
+def _current_umask() -> int:
+    """The process's umask (reading it means setting it; it is put back at once)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def _fsync(path: Path, flags: int) -> None:
+    descriptor = os.open(path, flags)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_json(path: Path, data: object) -> None:

@@ -73,14 +73,23 @@ def frozen_output(net: StrategyNet, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def cache_features(net: StrategyNet, images: ImageBatches, batch_size: int) -> FeatureBatches:
-    """Run every image once through the frozen prefix (eval mode, no augmentation) and keep the output."""
-    with evaluating(net), torch.inference_mode(), images.compute.autocast():
-        parts = [
-            frozen_output(net, images.inputs(indices))
-            for indices in ordered_batches(len(images), batch_size, images.labels.device)
-        ]
-    # Out of inference mode, so that autograd may later use the features as plain inputs.
-    return FeatureBatches(torch.cat(parts).clone(), images.labels)
+    """Run every image once through the frozen prefix (eval mode, no augmentation) and keep the output.
+
+    Each batch's output is copied into one preallocated tensor, so memory peaks at the cache plus one
+    batch (concatenating the batches, then cloning out of inference mode, peaked at three caches).
+    """
+    features = None  # (N, *one image's feature shape), allocated once the first batch shows that shape
+    start = 0  # ordered_batches cover the images consecutively, in order
+    with evaluating(net):
+        for indices in ordered_batches(len(images), batch_size, images.labels.device):
+            with torch.inference_mode(), images.compute.autocast():
+                part = frozen_output(net, images.inputs(indices))
+            if features is None:
+                # Outside inference mode, so that autograd may later use the features as plain inputs.
+                features = torch.empty((len(images), *part.shape[1:]), dtype=part.dtype, device=part.device)
+            features[start : start + len(part)] = part
+            start += len(part)
+    return FeatureBatches(features, images.labels)
 
 
 def training_batches(

@@ -63,6 +63,26 @@ class EpochCheckpoints:
         }
         save_torch(state, self.path)
 
+    def keep_finished(self, progress: FitProgress) -> None:
+        """Rewrite a finished seed's checkpoint without optimizer and scheduler state, keeping only what resumes it.
+
+        A finished run never trains again: a rerun needs its progress (holding the best weights) alone.
+        The net entry is those same tensors, which torch.save stores once, so the file shrinks from
+        weights + optimizer moments + best weights (135 MB for full) to the best weights.
+        """
+        if not self.path.is_file():
+            return
+        state = {
+            "key": self.key,
+            "net": progress.best_state,
+            "optimizer": {},
+            "scheduler": {},
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "progress": progress.__dict__,
+        }
+        save_torch(state, self.path)
+
     def load(self, net: torch.nn.Module) -> tuple[FitProgress, dict]:
         """Restore a matching checkpoint into net; its progress and its phase's optimizer and scheduler states.
 
@@ -73,10 +93,13 @@ class EpochCheckpoints:
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as error:  # a checkpoint is disposable: a broken one means starting over
-            print(f"ignoring unreadable checkpoint {self.path}: {str(error).splitlines()[0]}", flush=True)
+            print(f"ignoring unreadable checkpoint {self.path}: {str(error).splitlines()[0]}; removed", flush=True)
+            self.path.unlink(missing_ok=True)
             return FitProgress(), {}
-        if state.get("key") != self.key:
-            print(f"ignoring checkpoint {self.path}: it was made with other params, data or code", flush=True)
+        if not isinstance(state, dict) or state.get("key") != self.key:
+            # Stale: it can never match again, and a full strategy's is 135 MB.
+            print(f"ignoring checkpoint {self.path}: it was made with other params, data or code; removed", flush=True)
+            self.path.unlink(missing_ok=True)
             return FitProgress(), {}
         net.load_state_dict(state["net"])
         torch.set_rng_state(state["rng"])

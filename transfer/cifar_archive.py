@@ -4,8 +4,14 @@ The real `cifar-100-python.tar.gz` holds three pickles written by Python 2 (prot
 string, and the image array's raw bytes, is a Python 2 `str` (SHORT_BINSTRING/BINSTRING), so
 Python 3 must decode them with encoding="latin1", as torchvision does.
 synthetic_archive.py writes the same opcodes.
+
+A pickle can name any importable callable and call it while it loads (a `GLOBAL posix.system` runs a
+command), so the members are read by a restricted unpickler: it resolves only the three numpy names
+the official archive uses and refuses every other before anything is called. A member's size is also
+bounded before it is read, from the format (see _member_size_limit).
 """
 
+import io
 import pickle
 import tarfile
 import zlib
@@ -22,7 +28,9 @@ from transfer.cifar_format import (
     NUM_CLASSES,
     NUM_COARSE_CLASSES,
     ROW_LENGTH,
+    TEST_IMAGES,
     TEST_MEMBER,
+    TRAIN_IMAGES,
     TRAIN_MEMBER,
 )
 from transfer.errors import UserError
@@ -72,6 +80,7 @@ def _read_members(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
         with tarfile.open(path, mode="r|gz") as tar:
             for member in tar:
                 if member.name in names and member.isfile():
+                    _require_size_within_format(path, member)
                     payloads[member.name] = tar.extractfile(member).read()
     except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
         raise UserError(f"{path}: not a readable gzip tar archive (truncated or corrupt?): {error}") from None
@@ -81,10 +90,87 @@ def _read_members(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
     return payloads
 
 
+# Bytes per image beyond its 3072 pixels: the official train member spends about 31 (a filename of up
+# to ~30 characters with its opcodes, two label ints of 2-3 bytes each); 256 leaves 8x room for longer
+# names. The fixed allowance covers the dict's keys, batch_label and, for meta, the 120 class names
+# (the official meta member is about 1.5 KB).
+_BYTES_PER_IMAGE = ROW_LENGTH + 256
+_FIXED_BYTES = 64 * 1024
+
+
+def _member_size_limit(member: str) -> int:
+    """The most bytes a member of this format can need: its split's image count at the official sizes."""
+    images = {TRAIN_MEMBER: TRAIN_IMAGES, TEST_MEMBER: TEST_IMAGES}.get(member, 0)  # meta holds no images
+    return images * _BYTES_PER_IMAGE + _FIXED_BYTES
+
+
+def _require_size_within_format(path: Path, member: tarfile.TarInfo) -> None:
+    """Refuse a member larger than the format allows, before reading it into memory."""
+    limit = _member_size_limit(member.name)
+    if member.size > limit:
+        raise UserError(
+            f"{path}: member {member.name} is {member.size} bytes, more than the {limit} a CIFAR-100 member can need"
+        )
+
+
+class _Refused(pickle.UnpicklingError):
+    """A pickle named a global outside the allowed numpy names."""
+
+
+_ARRAY_CLASS_TOKEN = object()  # stands for numpy.ndarray: an argument of _reconstruct, never itself callable
+_NUMPY_RECONSTRUCT = np.empty(0).__reduce__()[0]  # numpy's own _reconstruct, whichever module it lives in now
+_PLAIN_DTYPE_KINDS = "biuf"  # bool, int, uint, float: no object or structured dtypes, whose state holds objects
+
+
+def _reconstruct(array_class: object, shape: object, type_code: object) -> np.ndarray:
+    """numpy's _reconstruct, limited to an empty plain ndarray that BUILD then fills from the pickled bytes."""
+    if array_class is not _ARRAY_CLASS_TOKEN:
+        raise _Refused("_reconstruct may only build a numpy.ndarray")
+    return _NUMPY_RECONSTRUCT(np.ndarray, shape, type_code)
+
+
+def _dtype(spec: object, align: object = False, copy: object = True) -> np.dtype:
+    """numpy.dtype, limited to plain numeric dtypes."""
+    dtype = np.dtype(spec, align=bool(align), copy=bool(copy))
+    if dtype.kind not in _PLAIN_DTYPE_KINDS:
+        raise _Refused(f"dtype {dtype} is not a plain numeric dtype")
+    return dtype
+
+
+# The only globals the official archive's pickles use, under Python 2 numpy's spelling (numpy.core) and
+# numpy 2's (numpy._core, what pickle.dumps writes today).
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): _ARRAY_CLASS_TOKEN,
+    ("numpy", "dtype"): _dtype,
+}
+
+
+class _ArchiveUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only _ALLOWED_GLOBALS: loading can build arrays, never call anything else."""
+
+    def find_class(self, module: str, name: str) -> object:
+        """Return the allowed stand-in for module.name, or refuse before it is imported."""
+        allowed = _ALLOWED_GLOBALS.get((module, name))
+        if allowed is None:
+            raise _Refused(f"refused global {module}.{name}")
+        return allowed
+
+    def persistent_load(self, pid: object) -> object:
+        """The format has no persistent ids."""
+        raise _Refused("refused persistent id")
+
+
 def _unpickle(path: Path, member: str, payload: bytes) -> dict:
-    """Decode one member exactly as torchvision does; it must hold a dict."""
+    """Decode one member as torchvision does, resolving only numpy's array globals; it must hold a dict."""
     try:
-        content = pickle.loads(payload, encoding="latin1")
+        content = _ArchiveUnpickler(io.BytesIO(payload), encoding="latin1").load()
+    except _Refused as error:
+        allowed = ", ".join(sorted({f"{module}.{name}" for module, name in _ALLOWED_GLOBALS}))
+        raise UserError(
+            f"{path}: member {member}: {error}; a CIFAR-100 pickle may only use {allowed} (nothing was run)"
+        ) from None
     except Exception as error:  # a corrupt pickle can fail in many ways; all mean "bad file"
         raise UserError(f"{path}: member {member} is not a readable pickle: {type(error).__name__}: {error}") from None
     if not isinstance(content, dict):

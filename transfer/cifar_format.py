@@ -18,3 +18,8 @@ STRAY_MEMBER = f"{ARCHIVE_DIR}/file.txt~"  # the real archive ships this editor 
 IMAGE_HEIGHT, IMAGE_WIDTH, IMAGE_CHANNELS = IMAGE_SHAPE
 ROW_LENGTH = IMAGE_CHANNELS * IMAGE_HEIGHT * IMAGE_WIDTH  # 3072 bytes: 1024 red, 1024 green, 1024 blue
 FINE_PER_COARSE = NUM_CLASSES // NUM_COARSE_CLASSES  # 5 fine classes per synthetic superclass
+
+# The official archive's split sizes: the most images a member of this format holds. The reader bounds each
+# member's bytes by them (cifar_archive.py) and the synthetic stand-in may not exceed them (archive_source.py).
+TRAIN_IMAGES = 50_000
+TEST_IMAGES = 10_000

@@ -24,6 +24,8 @@ SCHEDULERS = ("cosine", "step", "constant")
 BACKBONE_BLOCKS = ("stem", "layer1", "layer2", "layer3", "layer4")
 ALL_BLOCKS = "all"
 MIN_IMAGE_SIZE = 32  # px; CIFAR images are 32x32 and are never downscaled
+# px; 16x CIFAR's side adds no detail, and a batch of 256 such inputs is already 0.8 GB of float32
+MAX_IMAGE_SIZE = 512
 STRATEGY_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 MAX_SEED = 2**32
 STRATEGY_KEYS = ("pretrained", "train_layers", "augment")  # what every `strategies` entry says
@@ -304,8 +306,10 @@ def _validate_common(params: Params) -> None:
         raise UserError(f"data.md5 = {data.md5!r} is not an MD5 digest (32 hex characters)")
     _require_positive(data.val_size, "data.val_size")
     _require_seed(data.split_seed, "data.split_seed")
-    if data.image_size < MIN_IMAGE_SIZE:
-        raise UserError(f"data.image_size = {data.image_size} is invalid: use {MIN_IMAGE_SIZE} or more (pixels)")
+    if not MIN_IMAGE_SIZE <= data.image_size <= MAX_IMAGE_SIZE:
+        raise UserError(
+            f"data.image_size = {data.image_size} is invalid: use {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} (pixels)"
+        )
     if data.augment.crop_padding < 0:
         raise UserError(
             f"data.augment.crop_padding = {data.augment.crop_padding} is invalid: use 0 (off) or more pixels"

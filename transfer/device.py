@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +34,22 @@ class Compute:
         """Layout for 4-D activations and conv weights."""
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
+    @property
+    def precision(self) -> str:
+        """The precision actually used: 'fp32' or the autocast dtype ('bf16'), whatever compute.precision said."""
+        return "fp32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch.").replace("bfloat", "bf")
+
     def describe(self) -> str:
-        """E.g. 'cpu, bf16, channels_last'."""
+        """E.g. 'cpu, bfloat16, channels_last'."""
         precision = "fp32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch.")
         return ", ".join([str(self.device), precision] + (["channels_last"] if self.channels_last else []))
+
+    def record(self) -> dict:
+        """What computed a result, as it resolved on this machine (compute.* 'auto' settled): results record it.
+
+        The device type, not its index: every rank of a multi-GPU run must record, and key, the same.
+        """
+        return {"device": self.device.type, "precision": self.precision, "channels_last": self.channels_last}
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -92,3 +105,16 @@ def resolve_compute(compute: ComputeConfig, local_rank: int = 0) -> Compute:
     device = resolve_device(compute.device, local_rank)
     amp_dtype = resolve_precision(compute.precision, device, compute.channels_last)
     return Compute(device=device, amp_dtype=amp_dtype, channels_last=compute.channels_last)
+
+
+TRAINING_MEMORY_ADVICE = "lower strategy.batch_size (training) or compute.eval_batch_size (evaluation)"
+
+
+@contextlib.contextmanager
+def out_of_memory_as_user_error(label: str, advice: str = TRAINING_MEMORY_ADVICE) -> Iterator[None]:
+    """A CUDA out-of-memory error inside the block becomes one line saying which setting lowers memory use."""
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        first_line = str(error).splitlines()[0] if str(error) else "out of memory"
+        raise UserError(f"{label}: the GPU ran out of memory ({first_line}); {advice}") from None

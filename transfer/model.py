@@ -9,11 +9,9 @@ from torch import nn
 from torchvision.models import ResNet, resnet18
 
 from transfer.backbone import load_backbone_state
-from transfer.config import BACKBONE_BLOCKS, HeadConfig, StrategyConfig
-from transfer.errors import UserError
+from transfer.config import BACKBONE_BLOCKS, STEMS, HeadConfig, StrategyConfig
 
 FEATURE_SIZE = 512  # channels out of ResNet18's layer4, the head's input
-MODEL_KEYS = ("state_dict", "class_names", "normalization", "config")  # of a models/<strategy>.pt file
 
 
 def build_head(head: HeadConfig, num_classes: int) -> nn.Module:
@@ -139,26 +137,17 @@ def build_network(
     return StrategyNet(resnet, strategy.run_phases()[0].train_layers)
 
 
-def load_model_file(path: Path) -> dict:
-    """A models/<strategy>.pt checkpoint, or a UserError naming the file."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such model file") from None
-    except Exception as error:  # pickle, zip and torch errors alike: not a file we wrote
-        raise UserError(f"{path}: not a model file of this project ({type(error).__name__})") from None
-    missing = [key for key in MODEL_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
-    if missing:
-        raise UserError(f"{path}: not a model file of this project (missing {', '.join(missing)})")
-    return checkpoint
+def inference_architecture(checkpoint: dict) -> ResNet:
+    """The untrained ResNet18 a model file's config describes: its stem and head, one output per class name."""
+    config = checkpoint["config"]
+    resnet = apply_stem(resnet18(weights=None), config["strategy"].get("stem", STEMS[0]))
+    resnet.fc = build_head(HeadConfig(**config["model"]["head"]), len(checkpoint["class_names"]))
+    return resnet
 
 
 def build_inference_network(checkpoint: dict) -> ResNet:
     """A torchvision ResNet18 holding a models/<strategy>.pt checkpoint's weights, its stem and head rebuilt."""
-    config = checkpoint["config"]
-    resnet = apply_stem(resnet18(weights=None), config["strategy"].get("stem", "imagenet"))
-    head = HeadConfig(**config["model"]["head"])
-    resnet.fc = build_head(head, len(checkpoint["class_names"]))
+    resnet = inference_architecture(checkpoint)
     resnet.load_state_dict(checkpoint["state_dict"])
     return resnet.eval()
 

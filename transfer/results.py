@@ -26,6 +26,7 @@ def provenance(run: RunContext, model_seed: int) -> dict:
         "config": resolved_config(run.params, run.strategy),
         "versions": library_versions(),
         "device": run.compute.describe(),
+        "compute_used": run.compute.record(),  # compute.* as resolved here: 'auto' settled to what ran
     }
 
 
@@ -52,7 +53,9 @@ def write_strategy_results(run: RunContext, strategy_runs: StrategyRuns, total_s
         write_seed_results(name, seed_run, run.data)
     write_json(paths.lr_search_path(name), strategy_runs.search_rows)
     write_json(paths.history_path(name), combine_histories([seed_run.history for seed_run in runs]))
-    write_json(paths.metrics_path(name), combine_metrics([seed_run.metrics for seed_run in runs]))
+    # The compute used sits beside the scores, so `dvc metrics diff` shows when two results ran differently.
+    metrics = {**combine_metrics([seed_run.metrics for seed_run in runs]), **used_compute_fields(run.compute)}
+    write_json(paths.metrics_path(name), metrics)
     write_json(paths.confusion_path(name), confusion_record(run.data, runs))
     write_json(paths.provenance_path(name), provenance(run, strategy_runs.model_run.seed))
     write_json(paths.timing_path(name), combined_timing(runs, total_seconds, run.compute))
@@ -84,6 +87,12 @@ def confusion_record(data: PreparedData, runs: list[SeedRun]) -> dict:
         "fine_to_coarse": data.fine_to_coarse.tolist(),
         "counts": sum(run.confusion for run in runs).tolist(),
     }
+
+
+def used_compute_fields(compute: Compute) -> dict:
+    """metrics.json's provenance fields: the device type and precision that produced the scores."""
+    record = compute.record()
+    return {"device": record["device"], "precision": record["precision"]}
 
 
 def combined_timing(runs: list[SeedRun], total_seconds: float, compute: Compute) -> dict:

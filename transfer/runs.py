@@ -104,6 +104,8 @@ def train_seed(run: RunContext, lr_candidate: float | None = None) -> tuple[Seed
     checkpoints = EpochCheckpoints(checkpoint_path, checkpoint_key(run))
     started = time.perf_counter()
     progress = fit(net, run, checkpoints)
+    if run.ranks.is_main:
+        checkpoints.keep_finished(progress)  # until the strategy ends: a finished seed needs no optimizer state
     net.load_state_dict(progress.best_state)
     test = scores(net, run.images("test"), run)
     metrics = final_metrics(test, progress, net, torch.from_numpy(run.data.fine_to_coarse))
@@ -199,8 +201,16 @@ def project_code_files() -> list[Path]:
     return sorted(files)
 
 
+def checkpoint_config(run: RunContext) -> dict:
+    """The settings a checkpoint is keyed by: the resolved config, the run's seed and the compute actually used.
+
+    compute.precision 'auto' resolves per machine (a cached measurement on CPUs): keying by the precision
+    used, not by 'auto', keeps a resume from mixing fp32 and bf16 epochs.
+    """
+    return {**resolved_config(run.params, run.strategy), "run_seed": run.seed, "compute_used": run.compute.record()}
+
+
 def checkpoint_key(run: RunContext) -> str:
-    """What a checkpoint must match to be resumed: resolved config, the run's seed, input files, the code."""
+    """What a checkpoint must match to be resumed: checkpoint_config, input files, the code."""
     inputs = [paths.PREPARED_PATH] + ([paths.PRETRAINED_PATH] if run.strategy.pretrained else [])
-    config = {**resolved_config(run.params, run.strategy), "run_seed": run.seed}
-    return run_key(config, inputs, project_code_files())
+    return run_key(checkpoint_config(run), inputs, project_code_files())
