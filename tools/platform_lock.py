@@ -60,7 +60,7 @@ class Platform:
         platforms = list(self.wheel_platforms)
         return {
             *cpython_tags(PYTHON_VERSION, abis=[abi], platforms=platforms),
-            *compatible_tags(PYTHON_VERSION, f"cp{PYTHON_VERSION[0]}{PYTHON_VERSION[1]}", platforms=platforms),
+            *compatible_tags(PYTHON_VERSION, abi, platforms=platforms),
         }
 
 
