@@ -58,6 +58,7 @@ TEST_PARAMS = {
         "batch_size": 64,
         "optimizer": "sgd",
         "lr": 0.05,
+        "lr_factors": [1],  # as the defaults: no search unless a strategy lists rates
         "momentum": 0.9,
         "weight_decay": 0.0005,
         "scheduler": "cosine",

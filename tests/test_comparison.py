@@ -199,7 +199,16 @@ def test_pipeline_writes_predictions_comparison_and_cost(e2e_repo):
         assert row["train_flops"] == metrics[row["strategy"]]["train_flops"]
         assert row["test_top1"] == metrics[row["strategy"]]["test_top1"]
         assert row["train_seconds"] == timing[row["strategy"]]["seconds_per_seed"]
-        assert 1 <= row["epochs_to_90pct_best_val_top1"] <= repo.params()["strategy"]["epochs"]
+        # The common target: the best strategy reaches it by its best epoch, and what it spent by then is a
+        # point of its metrics' FLOPs by epoch.
+        spent = metrics[row["strategy"]]["train_flops_by_epoch"]
+        assert spent[-1] == row["train_flops"] and spent == sorted(spent)
+        if row["epoch_to_target"] is not None:
+            assert row["train_flops_to_target"] == spent[row["epoch_to_target"] - 1]
+        assert row["tuning_flops"] == (row["lr_candidates"] - 1) * row["train_flops"]  # candidates: same steps
+    best_val = {name: max(r["val_top1"] for r in repo.read_json(paths.history_path(name))) for name in strategies}
+    leader = max(best_val, key=best_val.get)
+    assert next(row for row in rows if row["strategy"] == leader)["epoch_to_target"] is not None
 
     report = (repo.root / paths.PLOTS_DIR / "report.md").read_text()
     assert "| a | b | top-1 difference | interval | p | Holm p |" in report

@@ -5,7 +5,13 @@ import torch
 from torchvision.models import resnet18
 
 from transfer.config import BACKBONE_BLOCKS, HeadConfig
-from transfer.flops import RunShape, flops_per_training_run, image_flops, images_trained_per_epoch
+from transfer.flops import (
+    RunShape,
+    cumulative_flops_by_epoch,
+    flops_per_training_run,
+    image_flops,
+    images_trained_per_epoch,
+)
 from transfer.model import StrategyNet, build_head
 
 NUM_CLASSES = 100
@@ -75,6 +81,10 @@ def test_a_run_scales_the_per_image_counts():
         trained * flops.trainable_step + VAL_IMAGES * flops.trainable_forward
     )
     assert flops_per_training_run(net, run_shape("features")) == cached
+    # By epoch: the same per-epoch step, the one-off feature pass inside the first epoch's entry.
+    by_epoch = cumulative_flops_by_epoch(net, run_shape("features"))
+    once = (TRAIN_IMAGES + VAL_IMAGES) * flops.frozen_forward
+    assert by_epoch == [once + epoch * (cached - once) // EPOCHS for epoch in range(1, EPOCHS + 1)]
 
 
 def test_default_strategies_order_by_cost():

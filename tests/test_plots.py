@@ -26,13 +26,14 @@ ROOT = paths.PROJECT_ROOT
 DVC = str(Path(sys.executable).parent / "dvc")
 TEMPLATES_DIR = Path(".dvc/plots")  # where DVC finds custom templates named in dvc.yaml
 DECLARED_PLOTS = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
-BAND_TEMPLATE = "linear_band"  # .dvc/plots/linear_band.json
+# .dvc/plots/linear_band.json (x: epoch) and band_log_x.json (x: the training FLOPs spent, log scale)
+BAND_TEMPLATES = ("linear_band", "band_log_x")
 BAND_PLOT_IDS = {
     plot_id
     for entry in DECLARED_PLOTS
     if isinstance(entry, dict)
     for plot_id, body in entry.items()
-    if body.get("template") == BAND_TEMPLATE
+    if body.get("template") in BAND_TEMPLATES
 }
 STRATEGIES = tuple(params_tree()["strategies"])  # the test params: made-up results for each
 # Strategies with phases write a `phase` column the others lack, as the train stage does.
@@ -105,12 +106,21 @@ def metrics(index: int) -> dict:
     result = {}
     for key, value in figures.items():
         result |= {key: value, f"{key}_std": 0.0123}
+    searched = index == 0  # the first strategy tried two learning rates, the others one
     return result | {
         "trainable_params": 51300 * (index + 1),
         "total_params": 11227812,
-        "train_flops": 10**12 * (index + 1),
+        "train_flops": flops_by_epoch(index)[-1],
+        "train_flops_by_epoch": flops_by_epoch(index),
+        "tuning_flops": flops_by_epoch(index)[-1] if searched else 0,
+        "lr_candidates": 2 if searched else 1,
         "num_seeds": len(SEEDS),
     }
+
+
+def flops_by_epoch(index: int) -> list[int]:
+    """Training FLOPs spent by the end of each epoch by strategy number index: (index + 1) 10^12 per epoch."""
+    return [10**12 * (index + 1) * epoch for epoch in range(1, EPOCHS + 1)]
 
 
 TEST_LABELS = np.arange(100) % len(CLASS_NAMES)  # 100 test images: test_top1 0.6 + index / 100 is a whole count
@@ -145,6 +155,7 @@ def write_results(root: Path) -> None:
                 "total_seconds": 240.0,
                 "seconds_per_seed": 120.0,
                 "seed_seconds": [110.0, 130.0],
+                "tuning_seconds": 115.0 if index == 0 else 0.0,
                 "device": "cpu",
             },
             paths.provenance_path(name): {
@@ -180,7 +191,10 @@ def read(project: Path, path: Path) -> object:
 def test_one_epochs_file_holds_every_strategy_with_its_band(project):
     rows = read(project, layout.EPOCHS_PATH)
     for index, name in enumerate(STRATEGIES):
-        expected = [{"strategy": name, "phase": 1, **row} for row in history(index, name in PHASED)]
+        expected = [
+            {"strategy": name, "phase": 1, **row, "train_flops_spent": spent}
+            for row, spent in zip(history(index, name in PHASED), flops_by_epoch(index), strict=True)
+        ]
         assert [row for row in rows if row["strategy"] == name] == expected
     # Every row has the same keys: DVC draws nothing of a plot whose rows differ (a phase column in some).
     assert PHASED and len({tuple(row) for row in rows}) == 1
@@ -228,6 +242,27 @@ def test_report_shows_scores_figures_and_confusion(project):
     assert (
         report.count("| class_0 | class_9 |") == len(STRATEGIES) and "| class_9 | class_0 |" not in report
     )  # a count of 1: left out
+
+
+def test_convergence_is_measured_against_one_target_for_every_strategy(project):
+    rows = {row["strategy"]: row for row in read(project, paths.COST_PATH)}
+    # history(index): val_top1 = index + epoch / 10, so the last strategy's best (epoch 3) sets the target,
+    # and only it reaches 90% of that; the others' own bests are far lower and would "converge" by the old rule.
+    best = len(STRATEGIES) - 1 + EPOCHS / 10
+    assert {row["target_val_top1"] for row in rows.values()} == {round(0.9 * best, 6)}
+    last = STRATEGIES[-1]
+    assert (rows[last]["epoch_to_target"], rows[last]["train_flops_to_target"]) == (1, flops_by_epoch(len(rows) - 1)[0])
+    assert all(rows[name]["epoch_to_target"] is None is rows[name]["train_flops_to_target"] for name in STRATEGIES[:-1])
+    report = (project / layout.REPORT_PATH).read_text()
+    assert report.count("| not reached | not reached |") == len(STRATEGIES) - 1
+    # The lr search's extra run counts in the cost, beside one seed's run.
+    first = rows[STRATEGIES[0]]
+    assert (first["lr_candidates"], first["tuning_flops"], first["tuning_seconds"]) == (2, first["train_flops"], 115.0)
+
+
+def test_unequal_tuning_is_a_caveat_of_the_verdict(project):
+    caveats = read(project, layout.VERDICT_PATH)["caveats"]
+    assert f"unequal tuning (learning rates tried: {STRATEGIES[0]} 2, {STRATEGIES[1]} 1," in caveats
 
 
 def test_a_missing_result_names_the_file(tmp_path, monkeypatch):
@@ -290,7 +325,7 @@ def test_dvc_plots_show_renders_every_declared_plot(dvc_repo):
             assert f'"text": "{plot_id}"' in html, plot_id  # its spec was filled: the title anchor holds the id
     # The figures directory entry: each PNG the stage drew, every strategy's confusion heatmap included.
     pngs = sorted((dvc_repo / layout.FIGURES_DIR).glob("*.png"))
-    drawn = [*layout.figure_paths(list(STRATEGIES)), paths.COST_FIGURE_PATH]
+    drawn = [*layout.figure_paths(list(STRATEGIES)), paths.COST_FIGURE_PATH, layout.FLOPS_FIGURE_PATH]
     assert [png.name for png in pngs] == sorted(path.name for path in drawn)
     copied = {path.name: path.read_bytes() for path in (dvc_repo / "html" / "static").iterdir()}
     assert copied == {"workspace_" + str(png.relative_to(dvc_repo)).replace("/", "_"): png.read_bytes() for png in pngs}
@@ -300,7 +335,7 @@ def test_dvc_draws_a_band_from_min_to_max(dvc_repo):
     shown = json.loads(run([DVC, "plots", "show", "--json"], dvc_repo))
     assert "errors" not in shown, shown.get("errors")
     specs = band_plots(shown)
-    assert set(specs) == BAND_PLOT_IDS and len(specs) == len(layout.EPOCH_FIGURES)
+    assert set(specs) == BAND_PLOT_IDS and len(specs) == len(layout.EPOCH_FIGURES) + 1  # + val top-1 by FLOPs
     for spec in specs.values():
         column = spec["layer"][-1]["encoding"]["y"]["field"]  # the mean's line
         band = spec["layer"][0]["encoding"]
@@ -352,12 +387,13 @@ def test_the_verdict_opens_the_report(project):
     assert answer["tied_with_best"] == ", ".join(sorted(STRATEGIES[:-1]))
     assert (answer["cheapest_flops"], answer["cheapest_seconds"]) == (STRATEGIES[0], STRATEGIES[0])
     caveats = answer["caveats"].split(" | ")
-    assert answer["num_caveats"] == len(caveats) == 5
+    assert answer["num_caveats"] == len(caveats) == 6
     assert caveats[0].startswith("seed spread of test top-1 (sample sd, points): shallow ±1.23, deep ±1.23")
-    assert caveats[1].startswith("stand-in data") and caveats[2].startswith("stand-in backbone weights (random)")
+    assert caveats[1].startswith("unequal tuning")  # the first strategy tried two rates
+    assert caveats[2].startswith("stand-in data") and caveats[3].startswith("stand-in backbone weights (random)")
     pretrained = [name for name, entry in params_tree()["strategies"].items() if entry["pretrained"]]
-    assert caveats[3].startswith(f"{', '.join(pretrained)} run at 32 px, far below the 224 px")
-    assert caveats[4].startswith("scratch trains from scratch with the ImageNet stem at 32 px")
+    assert caveats[4].startswith(f"{', '.join(pretrained)} run at 32 px, far below the 224 px")
+    assert caveats[5].startswith("scratch trains from scratch with the ImageNet stem at 32 px")
     report = (project / layout.REPORT_PATH).read_text()
     assert report.split("\n\n")[1] == "## Verdict"  # right under the title
     assert f"- **Use {best}**: the best mean test top-1 ({answer['best_test_top1']:.4f})." in report

@@ -6,7 +6,7 @@ import statistics
 SPREAD_COLUMNS = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
 SPREAD_SUFFIXES = ("_min", "_max")  # the lowest and highest seed; .dvc/plots/linear_band.json draws the band from them
 # Metrics that depend on the strategy alone: kept once, without a _std.
-SAME_FOR_EVERY_SEED = ("trainable_params", "total_params", "train_flops", "lr")
+SAME_FOR_EVERY_SEED = ("trainable_params", "total_params", "train_flops", "train_flops_by_epoch", "lr")
 
 
 def combine_metrics(per_seed: list[dict]) -> dict:

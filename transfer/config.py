@@ -30,6 +30,7 @@ STRATEGY_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 MAX_SEED = 2**32
 STRATEGY_KEYS = ("pretrained", "train_layers", "augment")  # what every `strategies` entry says
 OPTIONAL_STRATEGY_KEYS = ("stem", "phases")
+LR_FACTORS_KEY = "lr_factors"  # strategy.lr_factors: shared by every strategy, never overridden by one
 PHASE_KEY = "train_layers"  # the one key every phase must set; it may also set any `strategy` key but seeds
 STEMS = ("imagenet", "cifar")  # imagenet: torchvision's 7x7 stride-2 conv and max-pool; cifar: 3x3 stride-1, no pool
 
@@ -113,13 +114,21 @@ class PhaseConfig:
 
 
 @dataclass(frozen=True)
+class LrCandidate:
+    """One rate a search tries on a strategy: the strategy's lr, and the factor on its phases' own lrs."""
+
+    lr: float  # every phase without its own lr trains at it
+    factor: float = 1.0  # strategy.lr_factors' entry: it scales each phase's own lr too; 1 for an lr list's entry
+
+
+@dataclass(frozen=True)
 class StrategyConfig:
     name: str
     pretrained: bool
     train_layers: tuple[str, ...]  # backbone blocks that train (with phases: the widest phase's)
     augment: bool  # apply data.augment; without it, frozen features are computed once
     training: TrainingConfig  # `strategy` with this strategy's overrides applied (lr: the first candidate)
-    lrs: tuple[float, ...] = ()  # learning-rate candidates, chosen on validation; one entry: no search
+    lr_candidates: tuple[LrCandidate, ...] = ()  # chosen on validation; one entry: no search
     stem: str = "imagenet"
     phases: tuple[PhaseConfig, ...] = ()  # empty: one phase of train_layers and training
 
@@ -127,13 +136,21 @@ class StrategyConfig:
         """The phases training runs through, in order; a strategy without `phases` is one."""
         return self.phases or (PhaseConfig(self.train_layers, self.training, own_lr=False),)
 
-    def at_lr(self, lr: float) -> "StrategyConfig":
-        """This strategy trained at one candidate lr: every phase without its own lr takes it."""
+    def at_candidate(self, candidate: LrCandidate) -> "StrategyConfig":
+        """This strategy trained at one candidate: phases without their own lr take its lr, the others scale theirs.
+
+        A factor of 1 leaves a phase's own lr exactly as written (x * 1.0 == x in floating point).
+        """
         phases = tuple(
-            phase if phase.own_lr else dataclasses.replace(phase, training=dataclasses.replace(phase.training, lr=lr))
+            dataclasses.replace(
+                phase,
+                training=dataclasses.replace(
+                    phase.training, lr=phase.training.lr * candidate.factor if phase.own_lr else candidate.lr
+                ),
+            )
             for phase in self.phases
         )
-        return dataclasses.replace(self, training=dataclasses.replace(self.training, lr=lr), phases=phases)
+        return dataclasses.replace(self, training=dataclasses.replace(self.training, lr=candidate.lr), phases=phases)
 
 
 @dataclass(frozen=True)
@@ -170,30 +187,102 @@ def parse_params(raw: object) -> Params:
     simple_tree = {key: value for key, value in tree.items() if key != "strategies"}
     simple_tree["strategies"] = {}
     shared_raw = simple_tree.get("strategy")
-    shared_lrs = ()
-    if isinstance(shared_raw, dict) and "lr" in shared_raw:  # otherwise _build names what is missing
-        shared_lrs = _parse_lrs(shared_raw["lr"], "strategy.lr")
-        # Params.strategy holds one number; the candidates travel beside it into every strategy.
-        simple_tree["strategy"] = {**shared_raw, "lr": shared_lrs[0]}
+    search = SharedSearch()
+    if isinstance(shared_raw, dict):  # otherwise _build names what is wrong
+        shared_raw = dict(shared_raw)
+        if LR_FACTORS_KEY in shared_raw:
+            search.factors = _parse_lr_factors(shared_raw.pop(LR_FACTORS_KEY))
+        if "lr" in shared_raw:  # otherwise _build names what is missing
+            search.lrs = _parse_lrs(shared_raw["lr"], "strategy.lr")
+            # Params.strategy holds one number; the candidates travel beside it into every strategy.
+            shared_raw["lr"] = search.lrs[0]
+        simple_tree["strategy"] = shared_raw
+    if len(search.lrs) > 1 and len(search.factors) > 1:
+        raise UserError(
+            f"strategy.lr = {list(search.lrs)} and strategy.lr_factors = {list(search.factors)} both search the "
+            f"rate: drop one (keep strategy.lr one number, e.g. {search.lrs[0]}, and the factors scale it)"
+        )
     params = _build(Params, simple_tree, "")
     _validate_common(params)
-    strategies = {
-        name: _parse_strategy(name, entry, params.strategy, shared_lrs) for name, entry in strategies_raw.items()
-    }
+    strategies = {name: _parse_strategy(name, entry, params.strategy, search) for name, entry in strategies_raw.items()}
     if not strategies:
         raise UserError("strategies is empty; define at least one, e.g. shallow, deep or scratch")
+    _require_equal_shared_search(strategies, search)
     return dataclasses.replace(params, strategies=strategies)
 
 
-def _parse_strategy(
-    name: object, entry: object, shared: TrainingConfig, shared_lrs: tuple[float, ...]
-) -> StrategyConfig:
+@dataclass
+class SharedSearch:
+    """What `strategy` asks every strategy to search: an lr list, or factors on each strategy's own rates."""
+
+    lrs: tuple[float, ...] = ()
+    factors: tuple[float, ...] = (1.0,)  # strategy.lr_factors; absent: every rate as written
+
+
+def _parse_lr_factors(value: object) -> tuple[float, ...]:
+    """strategy.lr_factors: a non-empty list of distinct finite numbers above 0."""
+    if not isinstance(value, list) or not value:
+        raise UserError(
+            f"strategy.lr_factors = {value!r} is invalid: use a non-empty list of numbers above 0, "
+            "e.g. [0.3, 1, 3] (or [1]: no search)"
+        )
+    factors = tuple(_convert(item, float, f"strategy.lr_factors[{index}]") for index, item in enumerate(value))
+    for index, factor in enumerate(factors):
+        _require_positive(factor, f"strategy.lr_factors[{index}]")
+    repeated = sorted({factor for factor in factors if factors.count(factor) > 1})
+    if repeated:
+        raise UserError(
+            f"strategy.lr_factors = {list(factors)} repeats {repeated[0]:g}: it would train the same run twice; "
+            "list distinct factors"
+        )
+    return factors
+
+
+def _lr_candidates(lrs: tuple[float, ...], factors: tuple[float, ...], key_path: str) -> tuple[LrCandidate, ...]:
+    """A strategy's candidates: each lr of its list, or its one lr times each factor."""
+    if len(lrs) > 1 and len(factors) > 1:
+        raise UserError(
+            f"{key_path}.lr = {list(lrs)} and strategy.lr_factors = {list(factors)} both search {key_path}'s rate: "
+            f"drop one (give {key_path}.lr one number, e.g. {lrs[0]}, and the factors scale it)"
+        )
+    if len(lrs) > 1:
+        return tuple(LrCandidate(lr) for lr in lrs)
+    return tuple(LrCandidate(lrs[0] * factor, factor) for factor in factors)
+
+
+def _require_equal_shared_search(strategies: dict[str, StrategyConfig], search: SharedSearch) -> None:
+    """A shared lr list must reach every rate of every strategy, or some would be tuned over fewer candidates.
+
+    A strategy's own lr replaces the list, and a phase's own lr is never searched by it; lr_factors scale
+    every rate, so they are the equal search (a list on one strategy is that strategy's own choice).
+    """
+    if len(search.lrs) < 2:
+        return
+    unequal = [
+        name
+        for name, strategy in strategies.items()
+        if len(strategy.lr_candidates) != len(search.lrs) or any(phase.own_lr for phase in strategy.phases)
+    ]
+    if unequal:
+        raise UserError(
+            f"strategy.lr = {list(search.lrs)} would not tune {', '.join(unequal)} over these {len(search.lrs)} "
+            "rates (their own lr, or a phase's, replaces the list): to search every strategy alike, set strategy.lr "
+            "to one number and strategy.lr_factors, e.g. [0.1, 1], which scales each strategy's own rates"
+        )
+
+
+def _parse_strategy(name: object, entry: object, shared: TrainingConfig, search: SharedSearch) -> StrategyConfig:
     """One `strategies` entry: what trains, whether weights load, overrides of `strategy`, its phases."""
     if not isinstance(name, str) or not STRATEGY_NAME_PATTERN.fullmatch(name):
         raise UserError(f"strategy name {name!r} is invalid: use lowercase letters, digits and _ (e.g. deep_l3)")
     key_path = f"strategies.{name}"
     fields = _require_mapping(entry, key_path)
     training_keys = {field.name for field in dataclasses.fields(TrainingConfig)}
+    if LR_FACTORS_KEY in fields:
+        raise UserError(
+            f"{key_path}.{LR_FACTORS_KEY} is invalid: the factors are shared so every strategy is tuned over as many "
+            f"rates; set strategy.{LR_FACTORS_KEY} (or give {key_path}.lr a list to search this strategy alone)"
+        )
     _reject_unknown(fields, set(STRATEGY_KEYS) | set(OPTIONAL_STRATEGY_KEYS) | training_keys, key_path)
     has_phases = "phases" in fields
     if has_phases and "train_layers" in fields:
@@ -204,7 +293,8 @@ def _parse_strategy(
         if required not in fields and not (has_phases and required == "train_layers"):
             raise UserError(f"missing key '{key_path}.{required}' in params.yaml")
     pretrained = _convert(fields["pretrained"], bool, f"{key_path}.pretrained")
-    lrs = _parse_lrs(fields["lr"], f"{key_path}.lr") if "lr" in fields else shared_lrs
+    lrs = _parse_lrs(fields["lr"], f"{key_path}.lr") if "lr" in fields else search.lrs
+    lr_candidates = _lr_candidates(lrs, search.factors, key_path)
     overrides = {key: value for key, value in fields.items() if key in training_keys}
     training = _build(TrainingConfig, {**dataclasses.asdict(shared), **overrides, "lr": lrs[0]}, key_path)
     _validate_training(training, key_path)
@@ -227,7 +317,7 @@ def _parse_strategy(
         else _parse_train_layers(fields["train_layers"], f"{key_path}.train_layers")
     )
     augment = _convert(fields["augment"], bool, f"{key_path}.augment")
-    return StrategyConfig(name, pretrained, train_layers, augment, training, lrs, stem, phases)
+    return StrategyConfig(name, pretrained, train_layers, augment, training, lr_candidates, stem, phases)
 
 
 def _parse_phases(value: object, training: TrainingConfig, key_path: str) -> tuple[PhaseConfig, ...]:

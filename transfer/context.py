@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from transfer.augment import Normalization
 from transfer.batches import ImageBatches
-from transfer.config import Params, StrategyConfig
+from transfer.config import LrCandidate, Params, StrategyConfig
 from transfer.data import PreparedData
 from transfer.device import Compute
 from transfer.distributed import Ranks
@@ -15,8 +15,8 @@ from transfer.distributed import Ranks
 class RunContext:
     """One seed's training of one strategy: the params, the strategy as it trains, the data, where it runs.
 
-    `strategy` is the strategy at the lr this run trains with (see StrategyConfig.at_lr); a context
-    for another seed or lr is a copy made with for_seed / at_lr, never a mutation.
+    `strategy` is the strategy at the lr this run trains with (see StrategyConfig.at_candidate); a context
+    for another seed or lr is a copy made with for_seed / at_candidate, never a mutation.
     """
 
     params: Params
@@ -30,9 +30,9 @@ class RunContext:
         """The same run with another seed."""
         return dataclasses.replace(self, seed=seed)
 
-    def at_lr(self, lr: float) -> "RunContext":
-        """The same run with the strategy at one candidate lr."""
-        return dataclasses.replace(self, strategy=self.strategy.at_lr(lr))
+    def at_candidate(self, candidate: LrCandidate) -> "RunContext":
+        """The same run with the strategy at one learning-rate candidate."""
+        return dataclasses.replace(self, strategy=self.strategy.at_candidate(candidate))
 
     @property
     def num_classes(self) -> int:

@@ -94,6 +94,14 @@ def flops_per_training_run(net: StrategyNet, shape: RunShape) -> int:
 
     A run made of phases (different trainable blocks, batch sizes or epochs) is the sum over its phases.
     """
+    return cumulative_flops_by_epoch(net, shape)[-1]
+
+
+def cumulative_flops_by_epoch(net: StrategyNet, shape: RunShape) -> list[int]:
+    """The training FLOPs spent by the end of each epoch (one entry per epoch; the last is the run's total).
+
+    Cached frozen features are computed before the first epoch, so they count in the first entry.
+    """
     if shape.batches_kind not in BATCH_KINDS:
         raise ValueError(f"batches_kind {shape.batches_kind!r} is not one of {BATCH_KINDS}")
     per_image = image_flops(net, shape.image_size)
@@ -106,4 +114,4 @@ def flops_per_training_run(net: StrategyNet, shape: RunShape) -> int:
         per_epoch = trained * (per_image.frozen_forward + per_image.trainable_step) + shape.val_images * (
             per_image.frozen_forward + per_image.trainable_forward
         )
-    return once + shape.epochs * per_epoch
+    return [once + epoch * per_epoch for epoch in range(1, shape.epochs + 1)]

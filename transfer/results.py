@@ -51,14 +51,22 @@ def write_strategy_results(run: RunContext, strategy_runs: StrategyRuns, total_s
     save_model(run, strategy_runs.model_net, strategy_runs.model_run.seed)
     for seed_run in runs:
         write_seed_results(name, seed_run, run.data)
-    write_json(paths.lr_search_path(name), strategy_runs.search_rows)
+    search = strategy_runs.search
+    write_json(paths.lr_search_path(name), search.rows)
     write_json(paths.history_path(name), combine_histories([seed_run.history for seed_run in runs]))
     # The compute used sits beside the scores, so `dvc metrics diff` shows when two results ran differently.
-    metrics = {**combine_metrics([seed_run.metrics for seed_run in runs]), **used_compute_fields(run.compute)}
+    metrics = {
+        **combine_metrics([seed_run.metrics for seed_run in runs]),
+        "lr_factor": search.chosen.factor,
+        "lr_candidates": len(search.rows),
+        "tuning_flops": search.tuning_flops,  # the search's runs beyond the chosen one; 0 without a search
+        **used_compute_fields(run.compute),
+    }
     write_json(paths.metrics_path(name), metrics)
     write_json(paths.confusion_path(name), confusion_record(run.data, runs))
     write_json(paths.provenance_path(name), provenance(run, strategy_runs.model_run.seed))
-    write_json(paths.timing_path(name), combined_timing(runs, total_seconds, run.compute))
+    timing = {**combined_timing(runs, total_seconds, run.compute), "tuning_seconds": search.tuning_seconds}
+    write_json(paths.timing_path(name), timing)
     shutil.rmtree(paths.checkpoint_dir(name), ignore_errors=True)  # every seed's
 
 

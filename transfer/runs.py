@@ -16,10 +16,10 @@ import torch
 from transfer import paths
 from transfer.batches import caches_features
 from transfer.checkpoint import EpochCheckpoints, FitProgress, run_key
-from transfer.config import Params, StrategyConfig
+from transfer.config import LrCandidate, Params, StrategyConfig
 from transfer.context import RunContext
 from transfer.evaluation import Scores, superclass_top1
-from transfer.flops import RunShape, flops_per_training_run
+from transfer.flops import RunShape, cumulative_flops_by_epoch
 from transfer.model import StrategyNet, build_network, count_parameters, with_train_layers
 from transfer.recipe import fit, scores
 
@@ -40,10 +40,30 @@ class SeedRun:
 
 
 @dataclasses.dataclass(frozen=True)
-class StrategyRuns:
-    """Every run of one strategy: the lr search's rows, the chosen strategy, each seed's run, the saved model."""
+class LrSearch:
+    """The lr search on the first seed: one lr_search.json row per candidate, and the winner's run."""
 
-    search_rows: list[dict]  # lr_search.json
+    rows: list[dict]  # lr_search.json
+    chosen: LrCandidate
+    run: SeedRun
+    net: StrategyNet
+
+    @property
+    def tuning_flops(self) -> int:
+        """FLOPs of the candidates' runs beyond the chosen one (which is the first seed's run, reused)."""
+        return sum(row["train_flops"] for row in self.rows if not row["chosen"])
+
+    @property
+    def tuning_seconds(self) -> float:
+        """Seconds of those runs, on the machine they ran on."""
+        return round(sum(row["seconds"] for row in self.rows if not row["chosen"]), 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyRuns:
+    """Every run of one strategy: the lr search, the chosen strategy, each seed's run, the saved model."""
+
+    search: LrSearch
     chosen: StrategyConfig  # the strategy at the chosen lr
     runs: list[SeedRun]  # one per seed, in the order of strategy.seeds
     model_run: SeedRun  # the seed whose weights become models/<strategy>.pt
@@ -53,36 +73,47 @@ class StrategyRuns:
 def train_strategy(run: RunContext) -> StrategyRuns:
     """Choose the lr on the first seed, then train and test once per seed (run.seed is ignored)."""
     seeds = run.strategy.training.seeds
-    search_rows, first_run, first_net = search_lr(run.for_seed(seeds[0]))
-    chosen = run.at_lr(first_run.metrics["lr"])
+    search = search_lr(run.for_seed(seeds[0]))
+    chosen = run.at_candidate(search.chosen)
     runs: list[SeedRun] = []
     model_run, model_net = None, None
     for seed in seeds:
         # The first seed's run at the chosen lr is reused, not repeated.
-        seed_run, net = (first_run, first_net) if seed == seeds[0] else train_seed(chosen.for_seed(seed))
+        seed_run, net = (search.run, search.net) if seed == seeds[0] else train_seed(chosen.for_seed(seed))
         # The saved model is the seed with the best validation top-1 (the first on a tie): chosen
         # without looking at the test set, like the epoch within a run.
         if model_run is None or seed_run.metrics["best_val_top1"] > model_run.metrics["best_val_top1"]:
             model_run, model_net = seed_run, net
         runs.append(seed_run)
-    return StrategyRuns(search_rows, chosen.strategy, runs, model_run, model_net)
+    return StrategyRuns(search, chosen.strategy, runs, model_run, model_net)
 
 
-def search_lr(run: RunContext) -> tuple[list[dict], SeedRun, StrategyNet]:
-    """Train the run's seed once per lr candidate; lr_search.json's rows, and the run with the best validation top-1.
+def search_lr(run: RunContext) -> LrSearch:
+    """Train the run's seed once per lr candidate; the run with the best validation top-1 wins.
 
     Ties go to the first candidate listed; the test set plays no part. One candidate is one plain run.
     """
     rows, best = [], None
-    lrs = run.strategy.lrs
-    for lr in lrs:
-        candidate = lr if len(lrs) > 1 else None  # its own checkpoint, so resume works mid-search
-        seed_run, net = train_seed(run.at_lr(lr), candidate)
+    candidates = run.strategy.lr_candidates
+    for candidate in candidates:
+        # Its own checkpoint when searching, so resume works mid-search.
+        seed_run, net = train_seed(run.at_candidate(candidate), candidate.lr if len(candidates) > 1 else None)
         metrics = seed_run.metrics
-        rows.append({"lr": lr, "best_val_top1": metrics["best_val_top1"], "best_epoch": metrics["best_epoch"]})
-        if best is None or metrics["best_val_top1"] > best[0].metrics["best_val_top1"]:
-            best = (seed_run, net)
-    return rows, *best
+        rows.append(
+            {
+                "lr": candidate.lr,
+                "factor": candidate.factor,
+                "best_val_top1": metrics["best_val_top1"],
+                "best_epoch": metrics["best_epoch"],
+                "train_flops": metrics["train_flops"],
+                "seconds": seed_run.timing["total_seconds"],
+            }
+        )
+        if best is None or metrics["best_val_top1"] > best[1].metrics["best_val_top1"]:
+            best = (candidate, seed_run, net)
+    for row, candidate in zip(rows, candidates, strict=True):
+        row["chosen"] = candidate == best[0]
+    return LrSearch(rows, *best)
 
 
 def train_seed(run: RunContext, lr_candidate: float | None = None) -> tuple[SeedRun, StrategyNet]:
@@ -109,7 +140,8 @@ def train_seed(run: RunContext, lr_candidate: float | None = None) -> tuple[Seed
     net.load_state_dict(progress.best_state)
     test = scores(net, run.images("test"), run)
     metrics = final_metrics(test, progress, net, torch.from_numpy(run.data.fine_to_coarse))
-    metrics["train_flops"] = training_flops(net, run)
+    metrics["train_flops_by_epoch"] = training_flops_by_epoch(net, run)
+    metrics["train_flops"] = metrics["train_flops_by_epoch"][-1]
     metrics["lr"] = strategy.training.lr  # the chosen candidate; with phases, what phases without their own lr use
     # The widest phase's view: the parameters that trained at some point (every one of them, for full).
     net = with_train_layers(net, strategy.train_layers)
@@ -151,13 +183,14 @@ def seed_timing(progress: FitProgress, total_seconds: float) -> dict:
     }
 
 
-def training_flops(net: StrategyNet, run: RunContext) -> int:
-    """metrics.json's train_flops: every training step and validation pass of one seed's run, summed over phases.
+def training_flops_by_epoch(net: StrategyNet, run: RunContext) -> list[int]:
+    """metrics.json's train_flops_by_epoch: the FLOPs of every training step and validation pass of one seed's run
+    spent by the end of each epoch, counted on across phases (the last entry is train_flops).
 
     Each phase counts with its own trainable blocks, feature-caching decision, batch size and epochs (flops.py).
     """
     train_images = run.images("train")
-    total = 0
+    spent: list[int] = []
     for phase in run.strategy.run_phases():
         phase_net = with_train_layers(net, phase.train_layers)
         batches_kind = "features" if caches_features(phase_net, train_images, run.strategy.augment) else "images"
@@ -169,8 +202,9 @@ def training_flops(net: StrategyNet, run: RunContext) -> int:
             val_images=len(run.data.val_labels),
             epochs=phase.training.epochs,
         )
-        total += flops_per_training_run(phase_net, shape)
-    return total
+        before = spent[-1] if spent else 0
+        spent += [before + flops for flops in cumulative_flops_by_epoch(phase_net, shape)]
+    return spent
 
 
 def resolved_config(params: Params, strategy: StrategyConfig) -> dict:

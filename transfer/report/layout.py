@@ -46,6 +46,10 @@ def figure_path(stem: str) -> Path:
     return FIGURES_DIR / f"{stem}.png"
 
 
+# Validation top-1 against the training FLOPs spent by each epoch (report/convergence.py).
+FLOPS_FIGURE_PATH = figure_path("val_top1_by_flops")
+
+
 def confusion_figure_path(strategy: str) -> Path:
     """Row-normalised confusion heatmap of one strategy."""
     return figure_path(f"confusion_{strategy}")

@@ -20,11 +20,11 @@ def make_report(params: Params) -> None:
         {result.strategy.name: result.metrics for result in results},
         {result.strategy.name: result.confusion["seeds"] for result in results},
     )
-    cost_rows = [cost.cost_row(r.strategy.name, r.metrics, r.timing, r.history) for r in results]
     write_data(results)
     draw_figures(results)
+    cost_rows, cost_section = cost.write_cost(results)
     opening = verdict.write_verdict(params, results, pairs, cost_rows)
-    sections = comparison.write_comparison(pairs, names) + "\n" + cost.write_cost(cost_rows)
+    sections = comparison.write_comparison(pairs, names) + "\n" + cost_section
     with atomic_path(REPORT_PATH) as temp_path:
         temp_path.write_text(report(params, results, opening) + "\n" + sections)
     print(f"plots: {len(results)} strategies -> {paths.PLOTS_DIR}/")

@@ -31,11 +31,14 @@ OPTIONAL_HISTORY_COLUMNS = {"phase": 1}  # a strategy without phases trains in o
 
 
 def epoch_rows(results: list[StrategyResult]) -> list[dict]:
-    """Every strategy's history rows, each led by its `strategy`, all with the same keys in the same order."""
+    """Every strategy's history rows, each led by its `strategy`, all with the same keys in the same order.
+
+    Each row also carries the training FLOPs spent by the end of its epoch, the x of the compute plot.
+    """
     rows = [
-        {"strategy": result.strategy.name, **OPTIONAL_HISTORY_COLUMNS, **row}
+        {"strategy": result.strategy.name, **OPTIONAL_HISTORY_COLUMNS, **row, "train_flops_spent": spent}
         for result in results
-        for row in result.history
+        for row, spent in zip(result.history, result.metrics["train_flops_by_epoch"], strict=True)
     ]
     require_same_keys(rows)
     return rows

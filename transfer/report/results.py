@@ -55,10 +55,14 @@ def load_result(strategy: StrategyConfig) -> StrategyResult:
     scores = [*TEST_ACCURACIES, *TABLE_SCORES, "best_epoch"]
     require_keys(
         result.metrics,
-        [*scores, *(f"{key}_std" for key in scores), "trainable_params", "num_seeds"],
+        [
+            *scores,
+            *(f"{key}_std" for key in scores),
+            *("trainable_params", "num_seeds", "train_flops", "train_flops_by_epoch", "tuning_flops", "lr_candidates"),
+        ],
         paths.metrics_path(name),
     )
     require_keys(result.confusion, ["class_names", "fine_to_coarse", "counts", "seeds"], paths.confusion_path(name))
-    require_keys(result.timing, ["seconds_per_seed", "device"], paths.timing_path(name))
+    require_keys(result.timing, ["seconds_per_seed", "tuning_seconds", "device"], paths.timing_path(name))
     require_keys(result.provenance, ["model_seed", "versions", "device"], paths.provenance_path(name))
     return result

@@ -49,6 +49,18 @@ def seed_caveat(results: list[StrategyResult]) -> str | None:
     return caveat
 
 
+def tuning_caveat(results: list[StrategyResult]) -> str | None:
+    """Strategies tuned over different numbers of rates: the best of more runs has an edge of its own."""
+    counts = {result.strategy.name: result.metrics["lr_candidates"] for result in results}
+    if len(set(counts.values())) == 1:
+        return None
+    tried = ", ".join(f"{name} {count}" for name, count in counts.items())
+    return (
+        f"unequal tuning (learning rates tried: {tried}): a strategy that picks the best of more runs gains from that "
+        "alone; search them alike with strategy.lr_factors"
+    )
+
+
 def names_with_verb(names: list[str], verb: str) -> str:
     """'scratch trains' or 'shallow, deep train'."""
     return f"{', '.join(names)} {verb}s" if len(names) == 1 else f"{', '.join(names)} {verb}"
@@ -82,7 +94,7 @@ def verdict(params: Params, results: list[StrategyResult], pairs: list[dict], co
     best = max(results, key=lambda result: result.metrics["test_top1"]).strategy.name  # first of equals
     tied = tied_with(best, pairs)
     contenders = [row for row in cost_rows if row["strategy"] in {best, *tied}]
-    caveats = [caveat for caveat in [seed_caveat(results), *config_caveats(params)] if caveat]
+    caveats = [caveat for caveat in [seed_caveat(results), tuning_caveat(results), *config_caveats(params)] if caveat]
     return {
         "best": best,
         "best_test_top1": next(row["test_top1"] for row in cost_rows if row["strategy"] == best),
