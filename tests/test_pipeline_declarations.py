@@ -78,9 +78,9 @@ def test_stage_outputs_are_the_paths_the_code_writes():
     assert stage_body("weights")["outs"] == [str(paths.PRETRAINED_PATH)]
     train = stage_body("train")
     assert {str(paths.PREPARED_PATH), str(paths.PRETRAINED_PATH)} <= set(train["deps"])
-    declared_train_outputs = {
-        next(iter(out)) if isinstance(out, dict) else out for out in train["outs"] + train["metrics"]
-    }
+    declared_train_outputs = {next(iter(out)) if isinstance(out, dict) else out for out in train["outs"]}
+    # One metrics file in the whole pipeline, the verdict's headline: `dvc exp show` stays readable.
+    assert [name for name, body in DVC_YAML["stages"].items() if "metrics" in body] == ["plots"]
     key = "${key}"
     assert declared_train_outputs == {
         str(paths.model_path(key)),

@@ -6,8 +6,11 @@ experiments a test needs, it runs itself. Strategies come from the repository's 
 from a list here: a user may define any.
 """
 
+import csv
+import io
 import json
 import re
+import shlex
 import time
 from pathlib import Path
 
@@ -26,6 +29,9 @@ LEARNED_TOP1 = 5 * CHANCE_TOP1
 SCORES = ("test_top1", "test_top1_coarse", "test_top5", "test_loss", "best_val_top1", "best_epoch")  # seed means
 HISTORY_COLUMNS = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
 CHEAP_STRATEGY = "probe"  # head only on cached features: an experiment that retrains it costs a second
+# The README's readable `dvc exp show`: only what differs between the rows, plus every strategy's test top-1
+# and the verdict's answer even where they did not change.
+README_EXP_SHOW_FLAGS = ("--only-changed", "--keep", "best|test_top1")
 QUEUE_TIMEOUT_SECONDS = 600
 QUEUE_STOP_SECONDS = 60
 
@@ -171,19 +177,43 @@ def test_exp_run_with_new_lr_retrains_only_the_train_stages_and_shows_in_exp_sho
             continue
         assert changed[strategy]["test_loss"] != baseline[strategy]["test_loss"], strategy
         assert e2e_repo.read_json(paths.history_path(strategy))[0]["lr"] == new_lr
-    diff = json.loads(e2e_repo.dvc("metrics", "diff", "--json"))  # HEAD (baseline) against the workspace
+    # The one metrics file is the verdict's headline: each strategy's test top-1 beside the answer.
+    diff = json.loads(e2e_repo.dvc("metrics", "diff", "--json"))[str(layout.VERDICT_PATH)]  # HEAD vs workspace
     for strategy in sorted(set(strategies) - own_lr):  # unchanged metrics are not in the diff
-        test_loss = diff[str(paths.metrics_path(strategy))]["test_loss"]
-        assert (test_loss["old"], test_loss["new"]) == (baseline[strategy]["test_loss"], changed[strategy]["test_loss"])
+        top1 = diff[f"test_top1.{strategy}"]
+        assert (top1["old"], top1["new"]) == (baseline[strategy]["test_top1"], changed[strategy]["test_top1"])
+    assert not any(key.endswith(tuple(own_lr)) for key in diff)
+    # A strategy's detailed metrics are a plain output, and still diff on request.
+    (strategy, *_) = sorted(set(strategies) - own_lr)
+    detailed = json.loads(e2e_repo.dvc("metrics", "diff", "--json", "--targets", str(paths.metrics_path(strategy))))
+    test_loss = detailed[str(paths.metrics_path(strategy))]["test_loss"]
+    assert (test_loss["old"], test_loss["new"]) == (baseline[strategy]["test_loss"], changed[strategy]["test_loss"])
     assert name in e2e_repo.dvc("exp", "list", "--name-only").split()
     revisions = find_revisions(json.loads(e2e_repo.dvc("exp", "show", "--json")), lambda entry: entry["name"] == name)
     assert len(revisions) == 1, f"dvc exp show does not list {name} once"
     assert revisions[0]["params"]["params.yaml"]["data"]["strategy"]["lr"] == new_lr
-    for strategy in strategies:
-        assert revisions[0]["metrics"][str(paths.metrics_path(strategy))]["data"] == changed[strategy]
-    # The verdict is metrics too: each experiment shows its answer.
-    assert revisions[0]["metrics"][str(layout.VERDICT_PATH)]["data"] == e2e_repo.read_json(layout.VERDICT_PATH)
-    assert e2e_repo.read_json(layout.VERDICT_PATH)["best"] in strategies
+    verdict = e2e_repo.read_json(layout.VERDICT_PATH)
+    assert list(revisions[0]["metrics"]) == [str(layout.VERDICT_PATH)]
+    assert revisions[0]["metrics"][str(layout.VERDICT_PATH)]["data"] == verdict
+    # Its columns: 5 of the answer (the caveats are a list, which DVC leaves out) and two per strategy.
+    scalar_columns = [key for key, value in verdict.items() if not isinstance(value, (list, dict))]
+    assert len(scalar_columns) + len(verdict["test_top1"]) + len(verdict["test_top1_std"]) == 5 + 2 * len(strategies)
+    assert verdict["best"] in strategies
+    assert verdict["test_top1"] == {strategy: changed[strategy]["test_top1"] for strategy in strategies}
+    assert_readable_exp_show(e2e_repo, strategies)
+
+
+def assert_readable_exp_show(repo: Repo, strategies: list[str]) -> None:
+    """The README's experiments table (after one experiment): at most 25 columns, every strategy's test top-1."""
+    table = list(csv.reader(io.StringIO(repo.dvc("exp", "show", "--csv", *README_EXP_SHOW_FLAGS))))
+    header, rows = table[0], table[1:]
+    assert len(header) <= 25, header
+    assert {f"test_top1.{strategy}" for strategy in strategies} <= set(header), header
+    assert "best" in header and "strategy.lr" in header, header  # the answer, and the param that changed
+    assert len(rows) >= 3  # workspace, the baseline commit and the experiment
+    # The README shows exactly these flags.
+    readme = (paths.PROJECT_ROOT / "README.md").read_text()
+    assert "dvc exp show " + " ".join(shlex.quote(flag) for flag in README_EXP_SHOW_FLAGS) in readme
 
 
 def test_changing_one_strategy_reruns_only_its_stage_and_plots(e2e_repo: Repo):
@@ -288,8 +318,9 @@ def test_queued_experiments_run_in_parallel(queue_repo: Repo, tmp_path):
             lambda entry: entry["data"]["params"]["params.yaml"]["data"]["strategies"][CHEAP_STRATEGY].get("lr") == lr,
         )
         assert len(revisions) == 1, lr
+        headline = revisions[0]["metrics"][str(layout.VERDICT_PATH)]["data"]
         for strategy in queue_repo.strategies():
-            assert 0 <= revisions[0]["metrics"][str(paths.metrics_path(strategy))]["data"]["test_top1"] <= 1
+            assert 0 <= headline["test_top1"][strategy] <= 1
 
 
 def test_push_then_pull_into_a_fresh_clone(e2e_repo: Repo, tmp_path):

@@ -46,9 +46,7 @@ def draw_flops_figure(results: list[StrategyResult], target: float) -> plt.Figur
     figure, axes = plt.subplots(figsize=(6, 4))
     for result in results:
         spent = result.metrics["train_flops_by_epoch"]
-        (line,) = axes.plot(
-            spent, [row["val_top1"] for row in result.history], marker="o", label=result.strategy.name
-        )
+        (line,) = axes.plot(spent, [row["val_top1"] for row in result.history], marker="o", label=result.strategy.name)
         low, high = ([row["val_top1" + suffix] for row in result.history] for suffix in SPREAD_SUFFIXES)
         axes.fill_between(spent, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     axes.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target ({TARGET_FRACTION:.0%} of best)")

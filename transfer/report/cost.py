@@ -23,6 +23,7 @@ from transfer.report.figures import save_figure  # noqa: E402
 from transfer.report.layout import FLOPS_FIGURE_PATH  # noqa: E402
 from transfer.report.results import StrategyResult  # noqa: E402
 
+
 def cost_row(result: StrategyResult, target: float) -> dict:
     """One row of cost.json from a strategy's metrics.json and timing.json, and when it reached the common target."""
     metrics, timing = result.metrics, result.timing

@@ -1,7 +1,8 @@
 """The answer first: which strategy to use, which are tied with it, the cheapest of those, and how provisional it is.
 
-plots/verdict.json (declared as metrics, so `dvc exp show` and `dvc metrics diff` show it per experiment)
-and report.md's opening section, from the same rules:
+plots/verdict.json (the project's one metrics file, so `dvc exp show` and `dvc metrics diff` show it per
+experiment: the headline, every strategy's test top-1 and its spread over seeds beside the answer) and
+report.md's opening section, from the same rules:
   - best: the strategy with the best mean test top-1 (ties: the first in params.yaml);
   - tied_with_best: the strategies whose top-1 difference from it is not significant after Holm's
     correction (plots/comparison.json);
@@ -97,12 +98,15 @@ def verdict(params: Params, results: list[StrategyResult], pairs: list[dict], co
     caveats = [caveat for caveat in [seed_caveat(results), tuning_caveat(results), *config_caveats(params)] if caveat]
     return {
         "best": best,
-        "best_test_top1": next(row["test_top1"] for row in cost_rows if row["strategy"] == best),
         "tied_with_best": ", ".join(tied),  # a string: `dvc exp show` shows it in one column
         "cheapest_flops": min(contenders, key=lambda row: row["train_flops"])["strategy"],
         "cheapest_seconds": min(contenders, key=lambda row: row["train_seconds"])["strategy"],
         "num_caveats": len(caveats),
-        "caveats": " | ".join(caveats),
+        # A list: DVC shows no column for lists, and sentences would make `dvc exp show` unreadable.
+        "caveats": caveats,
+        # One column per strategy each (DVC flattens them to test_top1.<strategy>): the headline numbers.
+        "test_top1": {result.strategy.name: result.metrics["test_top1"] for result in results},
+        "test_top1_std": {result.strategy.name: result.metrics["test_top1_std"] for result in results},
     }
 
 
@@ -111,7 +115,7 @@ def verdict_section(answer: dict) -> str:
     tied = answer["tied_with_best"]
     lines = [
         "## Verdict\n",
-        f"- **Use {answer['best']}**: the best mean test top-1 ({answer['best_test_top1']:.4f}).",
+        f"- **Use {answer['best']}**: the best mean test top-1 ({answer['test_top1'][answer['best']]:.4f}).",
         f"- Not significantly different from it (top-1, Holm-corrected): {tied}."
         if tied
         else "- Every other strategy is significantly worse in top-1 (Holm-corrected).",
@@ -120,7 +124,7 @@ def verdict_section(answer: dict) -> str:
     ]
     if answer["caveats"]:
         lines.append("- Caveats:")
-        lines += [f"  - {caveat}" for caveat in answer["caveats"].split(" | ")]
+        lines += [f"  - {caveat}" for caveat in answer["caveats"]]
     return "\n".join(lines) + "\n"
 
 
