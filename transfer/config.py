@@ -229,12 +229,7 @@ def _parse_lr_factors(value: object) -> tuple[float, ...]:
     factors = tuple(_convert(item, float, f"strategy.lr_factors[{index}]") for index, item in enumerate(value))
     for index, factor in enumerate(factors):
         _require_positive(factor, f"strategy.lr_factors[{index}]")
-    repeated = sorted({factor for factor in factors if factors.count(factor) > 1})
-    if repeated:
-        raise UserError(
-            f"strategy.lr_factors = {list(factors)} repeats {repeated[0]:g}: it would train the same run twice; "
-            "list distinct factors"
-        )
+    _require_distinct(factors, "strategy.lr_factors", "factors")
     return factors
 
 
@@ -443,11 +438,16 @@ def _validate_seeds(seeds: tuple[int, ...], key_path: str) -> None:
         raise UserError(f"{key_path} is empty: list at least one seed, e.g. [0]")
     for index, seed in enumerate(seeds):
         _require_seed(seed, f"{key_path}[{index}]")
-    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    _require_distinct(seeds, key_path, "seeds")
+
+
+def _require_distinct(values: tuple, key_path: str, noun: str) -> None:
+    """UserError naming the first repeated value: it would train the same run twice."""
+    repeated = sorted({value for value in values if values.count(value) > 1})
     if repeated:
         raise UserError(
-            f"{key_path} = {list(seeds)} repeats {repeated[0]}: each seed would train the same run twice; "
-            "list distinct seeds"
+            f"{key_path} = {list(values)} repeats {repeated[0]:g}: it would train the same run twice; "
+            f"list distinct {noun}"
         )
 
 
