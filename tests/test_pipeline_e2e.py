@@ -31,7 +31,7 @@ HISTORY_COLUMNS = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5
 CHEAP_STRATEGY = "probe"  # head only on cached features: an experiment that retrains it costs a second
 # The README's readable `dvc exp show`: only what differs between the rows, plus every strategy's test top-1
 # and the verdict's answer even where they did not change.
-README_EXP_SHOW_FLAGS = ("--only-changed", "--keep", "best|test_top1")
+README_EXP_SHOW_FLAGS = ("--only-changed", "--drop", "models/|predictions|results", "--keep", "best|test_top1\\.")
 QUEUE_TIMEOUT_SECONDS = 600
 QUEUE_STOP_SECONDS = 60
 
