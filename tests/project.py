@@ -35,6 +35,7 @@ PIPELINE_TIMEOUT_SECONDS = 1800
 # default imagenet one, named: the cifar stem costs ~16x the FLOPs, and tests/test_model.py covers it.
 TEST_PARAMS = {
     "data": {
+        "dataset": "cifar100",
         "source": "synthetic",
         "md5": "eb9058c3a382ffc7106e4002c42a8d85",
         "val_size": 200,
