@@ -1,5 +1,6 @@
 """The CIFAR-10 archive: the synthetic stand-in, the reader, and an archive of the other format given by mistake."""
 
+import json
 import tarfile
 from pathlib import Path
 
@@ -129,3 +130,28 @@ def test_download_stage_writes_the_synthetic_cifar10_archive(tmp_path: Path) -> 
     assert (project.root / paths.ARCHIVE_PATH).read_bytes() == expected.read_bytes()
     project.run_ok("prepare")
     assert (project.root / paths.PREPARED_PATH).is_file()
+
+
+def test_cifar10_run_has_ten_outputs_and_no_superclass_score(tmp_path: Path) -> None:
+    """download, prepare, weights, two cheap strategies and plots on a tiny synthetic CIFAR-10."""
+    synthetic = {"train_size": 120, "test_size": 40, "seed": 0}
+    strategies = {
+        "probe": {"pretrained": True, "train_layers": [], "augment": False},
+        "shallow": {"pretrained": True, "train_layers": [], "augment": True},
+    }
+    tree = params_tree({"data": {"dataset": "cifar10", "val_size": 20, "synthetic": synthetic}})
+    tree["strategy"].update(epochs=1, seeds=[0, 1])
+    tree["strategies"] = strategies
+    project = Project(copy_project(tmp_path / "project", tree))
+    for stage in ("download", "prepare", "weights"):
+        project.run_ok(stage)
+    for name in strategies:
+        log = project.run_ok("train", name).stdout
+        assert "superclass" not in log
+        metrics = json.loads((project.root / paths.metrics_path(name)).read_text())
+        assert "test_top1_coarse" not in metrics and 0 <= metrics["test_top5"] <= 1
+        confusion = json.loads((project.root / paths.confusion_path(name)).read_text())
+        assert len(confusion["counts"]) == CIFAR10_NUM_CLASSES and confusion["coarse_class_names"] == []
+    project.run_ok("plots")
+    report = (project.root / paths.PLOTS_DIR / "report.md").read_text()
+    assert "superclass" not in report and "| test top-1 | test top-5 |" in report
