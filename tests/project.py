@@ -44,7 +44,12 @@ TEST_PARAMS = {
         "augment": {"crop_padding": 4, "horizontal_flip": True},
         "synthetic": {"train_size": 1200, "test_size": 300, "seed": 0},
     },
-    "model": {"weights": "random", "random_weights_seed": 1, "head": {"hidden_size": 0, "dropout": 0.0}},
+    "model": {
+        "arch": "resnet18",
+        "weights": "random",
+        "random_weights_seed": 1,
+        "head": {"hidden_size": 0, "dropout": 0.0},
+    },
     "compute": {
         "device": "cpu",
         "precision": "fp32",

@@ -20,6 +20,7 @@ OFFICIAL_ARCHIVES = {
     "cifar100": ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
     "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
 }
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50")  # torchvision ResNets with IMAGENET1K_V1 weights
 IMAGENET_WEIGHTS = "imagenet"
 RANDOM_WEIGHTS = "random"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -83,6 +84,7 @@ class HeadConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    arch: str  # one of ARCHITECTURES: the backbone network
     weights: str  # "imagenet", "random" or a local path
     random_weights_seed: int
     head: HeadConfig
@@ -340,6 +342,8 @@ def _validate_common(params: Params) -> None:
         )
     _require_positive(data.synthetic.train_size, "data.synthetic.train_size")
     _require_positive(data.synthetic.test_size, "data.synthetic.test_size")
+    if params.model.arch not in ARCHITECTURES:
+        raise UserError(f"model.arch = {params.model.arch!r} is invalid: use one of {', '.join(ARCHITECTURES)}")
     if not params.model.weights:
         raise UserError("model.weights is empty: use 'imagenet', 'random' or a local .pth path")
     head = params.model.head

@@ -88,7 +88,8 @@ def search_lr(run: RunContext) -> tuple[list[dict], SeedRun, StrategyNet]:
 def train_seed(run: RunContext, lr_candidate: float | None = None) -> tuple[SeedRun, StrategyNet]:
     """One seed's run: build, train (resuming its checkpoint), keep the best-validation weights, test them."""
     strategy = run.strategy
-    net = build_network(strategy, run.params.model.head, run.num_classes, paths.PRETRAINED_PATH, run.seed)
+    model = run.params.model
+    net = build_network(strategy, model.head, run.num_classes, paths.PRETRAINED_PATH, run.seed, model.arch)
     net = net.to(run.compute.device, memory_format=run.compute.memory_format)
     if run.params.compute.compile:
         net.compile()
