@@ -186,7 +186,7 @@ def resolved_config(params: Params, strategy: StrategyConfig) -> dict:
     return {
         "strategy": dataclasses.asdict(strategy),
         "data": {"image_size": params.data.image_size, "augment": dataclasses.asdict(params.data.augment)},
-        "model": {"head": dataclasses.asdict(params.model.head)},
+        "model": {"arch": params.model.arch, "head": dataclasses.asdict(params.model.head)},
         "compute": dataclasses.asdict(params.compute),
     }
 
