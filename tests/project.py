@@ -35,6 +35,7 @@ PIPELINE_TIMEOUT_SECONDS = 1800
 # default imagenet one, named: the cifar stem costs ~16x the FLOPs, and tests/test_model.py covers it.
 TEST_PARAMS = {
     "data": {
+        "dataset": "cifar100",
         "source": "synthetic",
         "md5": "eb9058c3a382ffc7106e4002c42a8d85",
         "val_size": 200,
@@ -43,7 +44,12 @@ TEST_PARAMS = {
         "augment": {"crop_padding": 4, "horizontal_flip": True},
         "synthetic": {"train_size": 1200, "test_size": 300, "seed": 0},
     },
-    "model": {"weights": "random", "random_weights_seed": 1, "head": {"hidden_size": 0, "dropout": 0.0}},
+    "model": {
+        "arch": "resnet18",
+        "weights": "random",
+        "random_weights_seed": 1,
+        "head": {"hidden_size": 0, "dropout": 0.0},
+    },
     "compute": {
         "device": "cpu",
         "precision": "fp32",

@@ -358,7 +358,8 @@ def test_synthetic_sizes_beyond_the_real_archive_are_refused_before_writing(
     tmp_path: Path, key: str, size: int
 ) -> None:
     sizes = {"train_size": 10, "test_size": 10, key: size}
-    data = DataConfig(SYNTHETIC_SOURCE, "0" * 32, 1, 0, 32, AugmentConfig(0, False), SyntheticConfig(**sizes, seed=0))
+    synthetic = SyntheticConfig(**sizes, seed=0)
+    data = DataConfig("cifar100", SYNTHETIC_SOURCE, "0" * 32, 1, 0, 32, AugmentConfig(0, False), synthetic)
     with pytest.raises(UserError, match=f"data.synthetic.{key} = {size} is more than the real archive's {size - 1}"):
         obtain_archive(data, tmp_path / ARCHIVE_NAME)
     assert not list(tmp_path.iterdir())

@@ -14,7 +14,7 @@ import yaml
 
 from tests.project import copy_code, params_tree
 from transfer import paths
-from transfer.config import BACKBONE_BLOCKS, load_params, parse_params
+from transfer.config import BACKBONE_BLOCKS, OFFICIAL_ARCHIVES, load_params, parse_params
 from transfer.errors import UserError
 
 PARAMS_FILE = paths.PROJECT_ROOT / paths.PARAMS_PATH
@@ -177,6 +177,19 @@ BAD_INPUTS = {
     ),
     "cifar stem on pretrained": (set_deep(stem="cifar"), ["strategies.deep.stem", "pretrained: false", "7x7"]),
     "unknown stem": (set_deep(stem="tiny"), ["strategies.deep.stem", "tiny", "imagenet, cifar"]),
+    "unknown dataset": (set_key("data", "dataset", "imagenet"), ["data.dataset", "'imagenet'", "cifar100, cifar10"]),
+    "cifar10 with cifar100's url": (
+        lambda tree: tree["data"].update(dataset="cifar10", source=OFFICIAL_ARCHIVES["cifar100"][0]),
+        ["data.source", "cifar100 archive's", *OFFICIAL_ARCHIVES["cifar10"]],
+    ),
+    "cifar10 with cifar100's md5": (
+        lambda tree: tree["data"].update(dataset="cifar10", source="/data/cifar-10-python.tar.gz"),
+        ["data.md5", "cifar100 archive's", "c58f30108f718f92721af3b95e74349a"],
+    ),
+    "cifar100 with cifar10's md5": (
+        lambda tree: tree["data"].update(source="/data/a.tar.gz", md5=OFFICIAL_ARCHIVES["cifar10"][1]),
+        ["data.md5", "cifar10 archive's", "data.dataset = cifar100", "eb9058c3a382ffc7106e4002c42a8d85"],
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""Obtain the CIFAR-100 archive the data.* params name: fetched over http(s), copied from a local file, or generated."""
+"""Obtain the archive the data.* params name (CIFAR-100 or CIFAR-10): fetched over http(s), copied, or generated."""
 
 import shutil
 from pathlib import Path
@@ -9,7 +9,7 @@ from transfer.config import DataConfig
 from transfer.digest import Checksum, verify_checksum
 from transfer.errors import UserError
 from transfer.fetch import fetch
-from transfer.synthetic_archive import write_synthetic_archive
+from transfer.synthetic_archive import write_synthetic_archive, write_synthetic_cifar10_archive
 
 # The official archive is 169,001,437 bytes; a quarter more leaves room for a mirror's repacking at another
 # gzip level, and still stops a server that streams without end long before it fills a disk.
@@ -38,7 +38,8 @@ def obtain_archive(data: DataConfig, destination: Path) -> None:
     """Write the archive data.source names to destination."""
     if data.is_synthetic:
         _require_official_sizes_at_most(data)
-        write_synthetic_archive(
+        writer = write_synthetic_cifar10_archive if data.dataset == "cifar10" else write_synthetic_archive
+        writer(
             destination,
             train_size=data.synthetic.train_size,
             test_size=data.synthetic.test_size,

@@ -1,4 +1,4 @@
-"""Read the CIFAR-100 python archive (the official one, a copy, or the synthetic stand-in).
+"""Read the CIFAR-100 or CIFAR-10 python archive (the official one, a copy, or the synthetic stand-in).
 
 The real `cifar-100-python.tar.gz` holds three pickles written by Python 2 (protocol 2): every
 string, and the image array's raw bytes, is a Python 2 `str` (SHORT_BINSTRING/BINSTRING), so
@@ -21,6 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from transfer.cifar_format import (
+    ARCHIVE_DIR,
+    CIFAR10_ARCHIVE_DIR,
+    CIFAR10_BATCH_IMAGES,
+    CIFAR10_META_MEMBER,
+    CIFAR10_NUM_CLASSES,
+    CIFAR10_TEST_MEMBER,
+    CIFAR10_TRAIN_MEMBERS,
     IMAGE_CHANNELS,
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
@@ -38,31 +45,33 @@ from transfer.errors import UserError
 
 @dataclass(frozen=True)
 class CifarSplit:
-    """One split of CIFAR-100 as arrays."""
+    """One split of CIFAR-100 or CIFAR-10 as arrays."""
 
     images: np.ndarray  # (N, 32, 32, 3) uint8, HWC, C-contiguous
-    fine_labels: np.ndarray  # (N,) int64 in [0, 100)
-    coarse_labels: np.ndarray  # (N,) int64 in [0, 20)
+    fine_labels: np.ndarray  # (N,) int64 in [0, classes)
+    coarse_labels: np.ndarray | None  # (N,) int64 in [0, 20); None for CIFAR-10, which has no superclasses
 
 
 @dataclass(frozen=True)
 class CifarArchive:
-    """The decoded contents of a cifar-100-python.tar.gz."""
+    """The decoded contents of a cifar-100-python.tar.gz or cifar-10-python.tar.gz."""
 
     train: CifarSplit
     test: CifarSplit
-    fine_label_names: tuple[str, ...]  # 100 names, indexed by fine label
-    coarse_label_names: tuple[str, ...]  # 20 names, indexed by coarse label
+    fine_label_names: tuple[str, ...]  # 100 (or 10) names, indexed by fine label
+    coarse_label_names: tuple[str, ...]  # 20 names, indexed by coarse label; () for CIFAR-10
 
 
 # ---------------------------------------------------------------------------------------------
 # Reading
 
 
-def read_archive(path: Path) -> CifarArchive:
-    """Decode and validate a CIFAR-100 python archive; raise UserError naming the file if it is bad."""
+def read_archive(path: Path, dataset: str = "cifar100") -> CifarArchive:
+    """Decode and validate a CIFAR-100 (or, with dataset "cifar10", CIFAR-10) python archive; UserError if bad."""
     path = Path(path)
-    payloads = _read_members(path, (TRAIN_MEMBER, TEST_MEMBER, META_MEMBER))
+    if dataset == "cifar10":
+        return _read_cifar10(path)
+    payloads = _read_members(path, (TRAIN_MEMBER, TEST_MEMBER, META_MEMBER), dataset)
     meta = _unpickle(path, META_MEMBER, payloads.pop(META_MEMBER))
     fine_label_names = _label_names(path, META_MEMBER, meta, "fine_label_names", NUM_CLASSES)
     coarse_label_names = _label_names(path, META_MEMBER, meta, "coarse_label_names", NUM_COARSE_CLASSES)
@@ -71,14 +80,39 @@ def read_archive(path: Path) -> CifarArchive:
     return CifarArchive(train, test, fine_label_names, coarse_label_names)
 
 
-def _read_members(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+def _read_cifar10(path: Path) -> CifarArchive:
+    """Decode a CIFAR-10 archive: five training batches joined in order, one test batch, no superclasses."""
+    payloads = _read_members(path, (*CIFAR10_TRAIN_MEMBERS, CIFAR10_TEST_MEMBER, CIFAR10_META_MEMBER), "cifar10")
+    meta = _unpickle(path, CIFAR10_META_MEMBER, payloads.pop(CIFAR10_META_MEMBER))
+    label_names = _label_names(path, CIFAR10_META_MEMBER, meta, "label_names", CIFAR10_NUM_CLASSES)
+    batches = [_cifar10_split(path, member, payloads.pop(member)) for member in CIFAR10_TRAIN_MEMBERS]
+    images = np.concatenate([batch.images for batch in batches])
+    train = CifarSplit(images, np.concatenate([batch.fine_labels for batch in batches]), None)
+    test = _cifar10_split(path, CIFAR10_TEST_MEMBER, payloads.pop(CIFAR10_TEST_MEMBER))
+    return CifarArchive(train, test, label_names, ())
+
+
+def _cifar10_split(path: Path, member: str, payload: bytes) -> CifarSplit:
+    """One CIFAR-10 batch: 'data' rows as in CIFAR-100, one 'labels' list."""
+    content = _unpickle(path, member, payload)
+    images = _images(path, member, content)
+    return CifarSplit(images, _labels(path, member, content, "labels", len(images), CIFAR10_NUM_CLASSES), None)
+
+
+# The top-level folder of each format, to say which one a wrong archive looks like.
+_FORMAT_DIRS = {"cifar100": ARCHIVE_DIR, "cifar10": CIFAR10_ARCHIVE_DIR}
+
+
+def _read_members(path: Path, names: tuple[str, ...], dataset: str) -> dict[str, bytes]:
     """Read the named members' bytes in one streaming pass over the gzip tar."""
     if not path.is_file():
         raise UserError(f"{path}: archive not found")
     payloads: dict[str, bytes] = {}
+    seen_dirs: set[str] = set()
     try:
         with tarfile.open(path, mode="r|gz") as tar:
             for member in tar:
+                seen_dirs.add(member.name.split("/", 1)[0])
                 if member.name in names and member.isfile():
                     _require_size_within_format(path, member)
                     payloads[member.name] = tar.extractfile(member).read()
@@ -86,8 +120,17 @@ def _read_members(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
         raise UserError(f"{path}: not a readable gzip tar archive (truncated or corrupt?): {error}") from None
     missing = [name for name in names if name not in payloads]
     if missing:
-        raise UserError(f"{path}: archive lacks member {missing[0]} (is this cifar-100-python.tar.gz?)")
+        looks_like = [other for other, folder in _FORMAT_DIRS.items() if other != dataset and folder in seen_dirs]
+        if looks_like:
+            raise UserError(
+                f"{path}: this looks like a {_DISPLAY_NAMES[looks_like[0]]} archive, but data.dataset = {dataset} "
+                f"(set data.dataset: {looks_like[0]}, or give a {_DISPLAY_NAMES[dataset]} archive)"
+            )
+        raise UserError(f"{path}: archive lacks member {missing[0]} (is this a {_DISPLAY_NAMES[dataset]} archive?)")
     return payloads
+
+
+_DISPLAY_NAMES = {"cifar100": "CIFAR-100 (cifar-100-python.tar.gz)", "cifar10": "CIFAR-10 (cifar-10-python.tar.gz)"}
 
 
 # Bytes per image beyond its 3072 pixels: the official train member spends about 31 (a filename of up
@@ -96,11 +139,17 @@ def _read_members(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
 # (the official meta member is about 1.5 KB).
 _BYTES_PER_IMAGE = ROW_LENGTH + 256
 _FIXED_BYTES = 64 * 1024
+_MEMBER_IMAGES = {
+    TRAIN_MEMBER: TRAIN_IMAGES,
+    TEST_MEMBER: TEST_IMAGES,
+    CIFAR10_TEST_MEMBER: CIFAR10_BATCH_IMAGES,
+    **{member: CIFAR10_BATCH_IMAGES for member in CIFAR10_TRAIN_MEMBERS},
+}
 
 
 def _member_size_limit(member: str) -> int:
     """The most bytes a member of this format can need: its split's image count at the official sizes."""
-    images = {TRAIN_MEMBER: TRAIN_IMAGES, TEST_MEMBER: TEST_IMAGES}.get(member, 0)  # meta holds no images
+    images = _MEMBER_IMAGES.get(member, 0)  # meta holds no images
     return images * _BYTES_PER_IMAGE + _FIXED_BYTES
 
 
@@ -109,7 +158,7 @@ def _require_size_within_format(path: Path, member: tarfile.TarInfo) -> None:
     limit = _member_size_limit(member.name)
     if member.size > limit:
         raise UserError(
-            f"{path}: member {member.name} is {member.size} bytes, more than the {limit} a CIFAR-100 member can need"
+            f"{path}: member {member.name} is {member.size} bytes, more than the {limit} its format can need"
         )
 
 
@@ -194,6 +243,14 @@ def _label_names(path: Path, member: str, meta: dict, key: str, expected: int) -
 
 
 def _split(path: Path, member: str, content: dict) -> CifarSplit:
+    images = _images(path, member, content)
+    fine_labels = _labels(path, member, content, "fine_labels", len(images), NUM_CLASSES)
+    coarse_labels = _labels(path, member, content, "coarse_labels", len(images), NUM_COARSE_CLASSES)
+    return CifarSplit(images, fine_labels, coarse_labels)
+
+
+def _images(path: Path, member: str, content: dict) -> np.ndarray:
+    """(N, 32, 32, 3) uint8 HWC from a member's 'data' rows."""
     data = _require_key(path, member, content, "data")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != ROW_LENGTH:
         description = (
@@ -201,12 +258,10 @@ def _split(path: Path, member: str, content: dict) -> CifarSplit:
         )
         raise UserError(f"{path}: member {member}: 'data' is {description}, expected uint8 of shape (N, {ROW_LENGTH})")
     count = data.shape[0]
-    fine_labels = _labels(path, member, content, "fine_labels", count, NUM_CLASSES)
-    coarse_labels = _labels(path, member, content, "coarse_labels", count, NUM_COARSE_CLASSES)
     # rows are CHW (1024 red, 1024 green, 1024 blue, each row-major 32x32):
     # (N, 3072) -> (N, 3, 32, 32) -> (N, 32, 32, 3)
     images = data.reshape(count, IMAGE_CHANNELS, IMAGE_HEIGHT, IMAGE_WIDTH).transpose(0, 2, 3, 1)
-    return CifarSplit(np.ascontiguousarray(images), fine_labels, coarse_labels)
+    return np.ascontiguousarray(images)
 
 
 def _labels(path: Path, member: str, content: dict, key: str, count: int, num_classes: int) -> np.ndarray:

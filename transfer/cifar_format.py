@@ -23,3 +23,14 @@ FINE_PER_COARSE = NUM_CLASSES // NUM_COARSE_CLASSES  # 5 fine classes per synthe
 # member's bytes by them (cifar_archive.py) and the synthetic stand-in may not exceed them (archive_source.py).
 TRAIN_IMAGES = 50_000
 TEST_IMAGES = 10_000
+
+# The CIFAR-10 python archive: the same 32x32 rows, five training batches of 10,000, one test batch, and 10
+# classes without superclasses; its label key is "labels" (CIFAR-100's are "fine_labels", "coarse_labels").
+CIFAR10_ARCHIVE_NAME = "cifar-10-python.tar.gz"
+CIFAR10_NUM_CLASSES = 10
+CIFAR10_ARCHIVE_DIR = "cifar-10-batches-py"
+CIFAR10_TRAIN_MEMBERS = tuple(f"{CIFAR10_ARCHIVE_DIR}/data_batch_{index}" for index in range(1, 6))
+CIFAR10_TEST_MEMBER = f"{CIFAR10_ARCHIVE_DIR}/test_batch"
+CIFAR10_META_MEMBER = f"{CIFAR10_ARCHIVE_DIR}/batches.meta"
+CIFAR10_README_MEMBER = f"{CIFAR10_ARCHIVE_DIR}/readme.html"  # the real archive ships it; readers ignore it
+CIFAR10_BATCH_IMAGES = 10_000  # images in each of the official archive's batches

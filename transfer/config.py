@@ -14,6 +14,13 @@ from transfer.errors import UserError
 from transfer.paths import PARAMS_PATH
 
 SYNTHETIC_SOURCE = "synthetic"
+DATASETS = ("cifar100", "cifar10")  # the python archive each names; cifar10 has no superclasses
+# Each dataset's official archive: (URL, MD5), as published at https://www.cs.toronto.edu/~kriz/cifar.html
+OFFICIAL_ARCHIVES = {
+    "cifar100": ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
+    "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
+}
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50")  # torchvision ResNets with IMAGENET1K_V1 weights
 IMAGENET_WEIGHTS = "imagenet"
 RANDOM_WEIGHTS = "random"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -50,6 +57,7 @@ class SyntheticConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    dataset: str  # one of DATASETS: which archive format source holds
     source: str  # http(s) URL, local path or "synthetic"
     md5: str
     val_size: int
@@ -77,6 +85,7 @@ class HeadConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    arch: str  # one of ARCHITECTURES: the backbone network
     weights: str  # "imagenet", "random" or a local path
     random_weights_seed: int
     head: HeadConfig
@@ -382,9 +391,26 @@ def _parse_train_layers(value: object, key_path: str) -> tuple[str, ...]:
     return tuple(suffix)
 
 
+def _require_source_of_dataset(data: DataConfig) -> None:
+    """Refuse another dataset's official URL or MD5: the download would fail, or prepare would misread it."""
+    if data.is_synthetic:
+        return
+    for other, (url, md5) in OFFICIAL_ARCHIVES.items():
+        if other != data.dataset and (data.source == url or data.md5.lower() == md5):
+            key, value = ("data.source", data.source) if data.source == url else ("data.md5", data.md5)
+            own_url, own_md5 = OFFICIAL_ARCHIVES[data.dataset]
+            raise UserError(
+                f"{key} = {value} is the official {other} archive's, but data.dataset = {data.dataset}: "
+                f"for {data.dataset} use source {own_url} and md5 {own_md5}"
+            )
+
+
 def _validate_common(params: Params) -> None:
     """Range and choice checks for everything outside `strategies`."""
     data = params.data
+    if data.dataset not in DATASETS:
+        raise UserError(f"data.dataset = {data.dataset!r} is invalid: use one of {', '.join(DATASETS)}")
+    _require_source_of_dataset(data)
     if not (data.is_synthetic or data.is_url or data.source):
         raise UserError("data.source is empty: use an http(s) URL, a local file path or 'synthetic'")
     if not re.fullmatch(r"[0-9a-f]{32}", data.md5.lower()):
@@ -401,6 +427,8 @@ def _validate_common(params: Params) -> None:
         )
     _require_positive(data.synthetic.train_size, "data.synthetic.train_size")
     _require_positive(data.synthetic.test_size, "data.synthetic.test_size")
+    if params.model.arch not in ARCHITECTURES:
+        raise UserError(f"model.arch = {params.model.arch!r} is invalid: use one of {', '.join(ARCHITECTURES)}")
     if not params.model.weights:
         raise UserError("model.weights is empty: use 'imagenet', 'random' or a local .pth path")
     head = params.model.head

@@ -1,4 +1,4 @@
-"""ResNet18 split into a frozen prefix and a trainable suffix, with a new CIFAR-100 head."""
+"""A ResNet (model.arch) split into a frozen prefix and a trainable suffix, with a new head of one output per class."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -6,20 +6,21 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import ResNet, resnet18
+from torchvision.models import ResNet
 
-from transfer.backbone import load_backbone_state
+from transfer.backbone import build_resnet, load_backbone_state
 from transfer.config import BACKBONE_BLOCKS, STEMS, HeadConfig, StrategyConfig
 
-FEATURE_SIZE = 512  # channels out of ResNet18's layer4, the head's input
+FEATURE_SIZE = 512  # channels out of ResNet18's (and ResNet34's) layer4; ResNet50's is 2048 (read from its fc)
+DEFAULT_ARCH = "resnet18"  # what a model file written before model.arch existed holds
 
 
-def build_head(head: HeadConfig, num_classes: int) -> nn.Module:
-    """A Linear 512->classes, or an MLP 512->hidden->classes with ReLU and dropout."""
+def build_head(head: HeadConfig, num_classes: int, in_features: int = FEATURE_SIZE) -> nn.Module:
+    """A Linear features->classes, or an MLP features->hidden->classes with ReLU and dropout."""
     if head.hidden_size == 0:
-        return nn.Linear(FEATURE_SIZE, num_classes)
+        return nn.Linear(in_features, num_classes)
     return nn.Sequential(
-        nn.Linear(FEATURE_SIZE, head.hidden_size),
+        nn.Linear(in_features, head.hidden_size),
         nn.ReLU(inplace=True),
         nn.Dropout(head.dropout),
         nn.Linear(head.hidden_size, num_classes),
@@ -125,23 +126,30 @@ def apply_stem(resnet: ResNet, stem: str) -> ResNet:
 
 
 def build_network(
-    strategy: StrategyConfig, head: HeadConfig, num_classes: int, pretrained_path: Path, seed: int
+    strategy: StrategyConfig,
+    head: HeadConfig,
+    num_classes: int,
+    pretrained_path: Path,
+    seed: int,
+    arch: str = DEFAULT_ARCH,
 ) -> StrategyNet:
     """The strategy's network: backbone (pretrained or seeded random), new head, its first phase's frozen prefix."""
     torch.manual_seed(seed)  # the head, and for scratch the whole backbone, start from this seed
-    resnet = resnet18(weights=None)
+    resnet = build_resnet(arch)
     if strategy.pretrained:
-        resnet.load_state_dict(load_backbone_state(pretrained_path))
+        resnet.load_state_dict(load_backbone_state(pretrained_path, arch))
     resnet = apply_stem(resnet, strategy.stem)
-    resnet.fc = build_head(head, num_classes)
+    resnet.fc = build_head(head, num_classes, resnet.fc.in_features)
     return StrategyNet(resnet, strategy.run_phases()[0].train_layers)
 
 
 def inference_architecture(checkpoint: dict) -> ResNet:
-    """The untrained ResNet18 a model file's config describes: its stem and head, one output per class name."""
+    """The untrained ResNet a model file's config describes: its arch, stem and head, one output per class name."""
     config = checkpoint["config"]
-    resnet = apply_stem(resnet18(weights=None), config["strategy"].get("stem", STEMS[0]))
-    resnet.fc = build_head(HeadConfig(**config["model"]["head"]), len(checkpoint["class_names"]))
+    resnet = build_resnet(config["model"].get("arch", DEFAULT_ARCH))
+    resnet = apply_stem(resnet, config["strategy"].get("stem", STEMS[0]))
+    head = HeadConfig(**config["model"]["head"])
+    resnet.fc = build_head(head, len(checkpoint["class_names"]), resnet.fc.in_features)
     return resnet
 
 

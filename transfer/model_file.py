@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from transfer.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, STEMS, HeadConfig
+from transfer.config import ARCHITECTURES, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, STEMS, HeadConfig
 from transfer.errors import UserError
-from transfer.model import inference_architecture
+from transfer.model import DEFAULT_ARCH, inference_architecture
 
 MODEL_KEYS = ("state_dict", "class_names", "normalization", "config")  # of a models/<strategy>.pt file
 HEAD_KEYS = tuple(field.name for field in dataclasses.fields(HeadConfig))
@@ -93,6 +93,8 @@ def _check_config(config: object) -> None:
     _require(
         isinstance(model, Mapping) and isinstance(model.get("head"), Mapping), "config.model.head is not a mapping"
     )
+    arch = model.get("arch", DEFAULT_ARCH)
+    _require(arch in ARCHITECTURES, f"config.model.arch is {arch!r}, not one of {', '.join(ARCHITECTURES)}")
     head = model["head"]
     _require(
         sorted(head) == sorted(HEAD_KEYS), f"config.model.head has keys {sorted(head)}, expected {list(HEAD_KEYS)}"

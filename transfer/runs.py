@@ -119,7 +119,8 @@ def search_lr(run: RunContext) -> LrSearch:
 def train_seed(run: RunContext, lr_candidate: float | None = None) -> tuple[SeedRun, StrategyNet]:
     """One seed's run: build, train (resuming its checkpoint), keep the best-validation weights, test them."""
     strategy = run.strategy
-    net = build_network(strategy, run.params.model.head, run.num_classes, paths.PRETRAINED_PATH, run.seed)
+    model = run.params.model
+    net = build_network(strategy, model.head, run.num_classes, paths.PRETRAINED_PATH, run.seed, model.arch)
     net = net.to(run.compute.device, memory_format=run.compute.memory_format)
     if run.params.compute.compile:
         net.compile()
@@ -147,9 +148,10 @@ def train_seed(run: RunContext, lr_candidate: float | None = None) -> tuple[Seed
     net = with_train_layers(net, strategy.train_layers)
     metrics["trainable_params"], metrics["total_params"] = count_parameters(net)
     if run.ranks.is_main:
+        superclass = f" (superclass {metrics['test_top1_coarse']:.4f})" if "test_top1_coarse" in metrics else ""
         print(
-            f"{run.label}: best epoch {progress.best_epoch}, test top1 {test.top1:.4f} "
-            f"(superclass {metrics['test_top1_coarse']:.4f}) top5 {test.top5:.4f} loss {test.loss:.4f}",
+            f"{run.label}: best epoch {progress.best_epoch}, test top1 {test.top1:.4f}"
+            f"{superclass} top5 {test.top5:.4f} loss {test.loss:.4f}",
             flush=True,
         )
     timing = seed_timing(progress, time.perf_counter() - started)
@@ -159,9 +161,11 @@ def train_seed(run: RunContext, lr_candidate: float | None = None) -> tuple[Seed
 def final_metrics(test: Scores, progress: FitProgress, net: StrategyNet, fine_to_coarse: torch.Tensor) -> dict:
     """One seed's metrics.json: test scores of its best-validation weights, and the network's size."""
     trainable, total = count_parameters(net)
+    has_superclasses = bool((fine_to_coarse >= 0).any())
     return {
         "test_top1": round(test.top1, 6),
-        "test_top1_coarse": round(superclass_top1(test.confusion, fine_to_coarse), 6),
+        # only where the dataset has superclasses (CIFAR-100; CIFAR-10 maps every class to -1)
+        **({"test_top1_coarse": round(superclass_top1(test.confusion, fine_to_coarse), 6)} if has_superclasses else {}),
         "test_top5": round(test.top5, 6),
         "test_loss": round(test.loss, 6),
         "best_val_top1": round(progress.history[progress.best_epoch - 1]["val_top1"], 6),
@@ -216,7 +220,7 @@ def resolved_config(params: Params, strategy: StrategyConfig) -> dict:
     return {
         "strategy": dataclasses.asdict(strategy),
         "data": {"image_size": params.data.image_size, "augment": dataclasses.asdict(params.data.augment)},
-        "model": {"head": dataclasses.asdict(params.model.head)},
+        "model": {"arch": params.model.arch, "head": dataclasses.asdict(params.model.head)},
         "compute": dataclasses.asdict(params.compute),
     }
 

@@ -54,11 +54,14 @@ def prepared_arrays(archive: CifarArchive, data: DataConfig) -> dict[str, np.nda
     """The arrays of data/prepared/cifar100.npz (what transfer.data.load_prepared reads), by name."""
     train, test = archive.train, archive.test
     train_indices, val_indices = stratified_split(train.fine_labels, data.val_size, data.split_seed)
-    superclasses = fine_to_coarse(
-        np.concatenate([train.fine_labels, test.fine_labels]),
-        np.concatenate([train.coarse_labels, test.coarse_labels]),
-        len(archive.fine_label_names),
-    )
+    if train.coarse_labels is None:  # CIFAR-10: no superclasses, so every class maps to -1
+        superclasses = np.full(len(archive.fine_label_names), -1, dtype=np.int64)
+    else:
+        superclasses = fine_to_coarse(
+            np.concatenate([train.fine_labels, test.fine_labels]),
+            np.concatenate([train.coarse_labels, test.coarse_labels]),
+            len(archive.fine_label_names),
+        )
     return {
         "train_images": train.images[train_indices],
         "train_labels": train.fine_labels[train_indices],
@@ -68,5 +71,5 @@ def prepared_arrays(archive: CifarArchive, data: DataConfig) -> dict[str, np.nda
         "test_labels": test.fine_labels,
         "class_names": np.array(archive.fine_label_names),
         "fine_to_coarse": superclasses,
-        "coarse_class_names": np.array(archive.coarse_label_names),
+        "coarse_class_names": np.array(archive.coarse_label_names, dtype=str),
     }

@@ -1,4 +1,4 @@
-"""Write a synthetic cifar-100-python.tar.gz in exactly the real archive's format: the offline stand-in.
+"""Write a synthetic cifar-100-python.tar.gz or cifar-10-python.tar.gz in the real format: the offline stand-in.
 
 The real archive holds three pickles written by Python 2 (protocol 2): every string, and the image
 array's raw bytes, is a Python 2 `str` (SHORT_BINSTRING/BINSTRING). This writer emits the same
@@ -6,11 +6,13 @@ opcodes, so every reader of the real archive (ours, torchvision's) reads it unch
 arguments always give the same bytes.
 """
 
+import contextlib
 import gzip
 import io
 import pickle
 import struct
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,12 @@ import numpy as np
 from transfer.atomic import atomic_path
 from transfer.cifar_format import (
     ARCHIVE_DIR,
+    CIFAR10_ARCHIVE_DIR,
+    CIFAR10_META_MEMBER,
+    CIFAR10_NUM_CLASSES,
+    CIFAR10_README_MEMBER,
+    CIFAR10_TEST_MEMBER,
+    CIFAR10_TRAIN_MEMBERS,
     FINE_PER_COARSE,
     IMAGE_CHANNELS,
     IMAGE_HEIGHT,
@@ -157,16 +165,16 @@ class _ClassPatterns:
     phase: np.ndarray  # (100,) float32 radians
 
 
-def _class_patterns(rng: np.random.Generator) -> _ClassPatterns:
+def _class_patterns(rng: np.random.Generator, num_classes: int = NUM_CLASSES) -> _ClassPatterns:
     def draw(low: float, high: float, shape: tuple[int, ...]) -> np.ndarray:
         return rng.uniform(low, high, size=shape).astype(np.float32)
 
     return _ClassPatterns(
-        colour_a=draw(*_COLOUR_RANGE, (NUM_CLASSES, IMAGE_CHANNELS)),
-        colour_b=draw(*_COLOUR_RANGE, (NUM_CLASSES, IMAGE_CHANNELS)),
-        angle=draw(0.0, np.pi, (NUM_CLASSES,)),
-        frequency=1.0 / draw(*_PERIOD_RANGE, (NUM_CLASSES,)),
-        phase=draw(0.0, 2 * np.pi, (NUM_CLASSES,)),
+        colour_a=draw(*_COLOUR_RANGE, (num_classes, IMAGE_CHANNELS)),
+        colour_b=draw(*_COLOUR_RANGE, (num_classes, IMAGE_CHANNELS)),
+        angle=draw(0.0, np.pi, (num_classes,)),
+        frequency=1.0 / draw(*_PERIOD_RANGE, (num_classes,)),
+        phase=draw(0.0, 2 * np.pi, (num_classes,)),
     )
 
 
@@ -228,22 +236,72 @@ def write_synthetic_archive(path: Path, *, train_size: int, test_size: int, seed
         "fine_label_names": [f"class_{label:03d}" for label in range(NUM_CLASSES)],
         "coarse_label_names": [f"superclass_{label:02d}" for label in range(NUM_COARSE_CLASSES)],
     }
-    with atomic_path(Path(path)) as temp_path:
+    with _deterministic_tar(Path(path)) as tar:
+        tar.addfile(_tar_info(ARCHIVE_DIR, tarfile.DIRTYPE, 0o755, 0))
+        _add_member(tar, META_MEMBER, _py2_pickle(meta))
+        _add_member(tar, STRAY_MEMBER, _STRAY_CONTENT)
+        # one split at a time, so only one split's pixels and pickle are in memory
+        test = _synthetic_split(test_size, train_size, "testing batch 1 of 1", patterns, test_rng)
+        _add_member(tar, TEST_MEMBER, _py2_pickle(test))
+        del test
+        train = _synthetic_split(train_size, 0, "training batch 1 of 1", patterns, train_rng)
+        _add_member(tar, TRAIN_MEMBER, _py2_pickle(train))
+
+
+@contextlib.contextmanager
+def _deterministic_tar(path: Path) -> Iterator[tarfile.TarFile]:
+    """A gzip tar written atomically to path, whose bytes depend only on what is added."""
+    with atomic_path(path) as temp_path:
         with open(temp_path, "wb") as raw_file:
             # GzipFile by hand: tarfile's "w:gz" would stamp the temp file's name and the time into the header
             with gzip.GzipFile(
                 filename="", mode="wb", fileobj=raw_file, mtime=0, compresslevel=_GZIP_LEVEL
             ) as gzip_file:
                 with tarfile.open(fileobj=gzip_file, mode="w", format=tarfile.GNU_FORMAT) as tar:
-                    tar.addfile(_tar_info(ARCHIVE_DIR, tarfile.DIRTYPE, 0o755, 0))
-                    _add_member(tar, META_MEMBER, _py2_pickle(meta))
-                    _add_member(tar, STRAY_MEMBER, _STRAY_CONTENT)
-                    # one split at a time, so only one split's pixels and pickle are in memory
-                    test = _synthetic_split(test_size, train_size, "testing batch 1 of 1", patterns, test_rng)
-                    _add_member(tar, TEST_MEMBER, _py2_pickle(test))
-                    del test
-                    train = _synthetic_split(train_size, 0, "training batch 1 of 1", patterns, train_rng)
-                    _add_member(tar, TRAIN_MEMBER, _py2_pickle(train))
+                    yield tar
+
+
+_CIFAR10_README = b"<html><body>synthetic CIFAR-10 archive; the real one ships a readme.html here</body></html>\n"
+
+
+def write_synthetic_cifar10_archive(path: Path, *, train_size: int, test_size: int, seed: int) -> None:
+    """Write a synthetic cifar-10-python.tar.gz in the real format (five training batches), byte-identical per seed."""
+    if train_size < 0 or test_size < 0:
+        raise ValueError(f"split sizes must be >= 0, got train_size={train_size}, test_size={test_size}")
+    patterns_rng, train_rng, test_rng = (
+        np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(3)
+    )
+    patterns = _class_patterns(patterns_rng, CIFAR10_NUM_CLASSES)
+    batch_sizes = [len(part) for part in np.array_split(np.arange(train_size), len(CIFAR10_TRAIN_MEMBERS))]
+    meta = {
+        "num_cases_per_batch": max(batch_sizes),
+        "label_names": [f"class_{label:02d}" for label in range(CIFAR10_NUM_CLASSES)],
+        "num_vis": ROW_LENGTH,
+    }
+    with _deterministic_tar(Path(path)) as tar:
+        tar.addfile(_tar_info(CIFAR10_ARCHIVE_DIR, tarfile.DIRTYPE, 0o755, 0))
+        _add_member(tar, CIFAR10_META_MEMBER, _py2_pickle(meta))
+        _add_member(tar, CIFAR10_README_MEMBER, _CIFAR10_README)
+        first_index = 0
+        for number, (member, size) in enumerate(zip(CIFAR10_TRAIN_MEMBERS, batch_sizes), start=1):
+            batch = _cifar10_batch(size, first_index, f"training batch {number} of 5", patterns, train_rng)
+            _add_member(tar, member, _py2_pickle(batch))
+            first_index += size
+        test = _cifar10_batch(test_size, first_index, "testing batch 1 of 1", patterns, test_rng)
+        _add_member(tar, CIFAR10_TEST_MEMBER, _py2_pickle(test))
+
+
+def _cifar10_batch(
+    size: int, first_index: int, batch_label: str, patterns: _ClassPatterns, rng: np.random.Generator
+) -> dict:
+    """One CIFAR-10 batch's pickle content, keys in the real archive's order."""
+    labels = rng.permutation(np.arange(first_index, first_index + size, dtype=np.int64) % CIFAR10_NUM_CLASSES)
+    return {
+        "batch_label": batch_label,
+        "labels": labels.tolist(),
+        "data": _render_rows(labels, patterns, rng),
+        "filenames": [f"synthetic_s_{index:06d}.png" for index in range(first_index, first_index + size)],
+    }
 
 
 def _tar_info(name: str, kind: bytes, mode: int, size: int) -> tarfile.TarInfo:

@@ -14,12 +14,12 @@ from transfer.aggregate import SPREAD_SUFFIXES  # noqa: E402
 from transfer.atomic import atomic_path  # noqa: E402
 from transfer.report.layout import (  # noqa: E402
     EPOCH_FIGURES,
-    TEST_ACCURACIES,
     TEST_FIGURE,
     confusion_figure_path,
     figure_path,
+    test_accuracies,
 )
-from transfer.report.results import StrategyResult  # noqa: E402
+from transfer.report.results import StrategyResult, have_superclasses  # noqa: E402
 
 
 def save_figure(figure: plt.Figure, path: Path) -> None:
@@ -48,9 +48,10 @@ def draw_test_figure(results: list[StrategyResult]) -> plt.Figure:
     """Grouped bars of each test accuracy per strategy, with error bars of one std over seeds."""
     figure, axes = plt.subplots(figsize=(7, 4))
     names = [result.strategy.name for result in results]
-    width = 0.8 / len(TEST_ACCURACIES)
-    for index, (key, label) in enumerate(TEST_ACCURACIES.items()):
-        positions = [position + (index - (len(TEST_ACCURACIES) - 1) / 2) * width for position in range(len(names))]
+    accuracies = test_accuracies(have_superclasses(results))
+    width = 0.8 / len(accuracies)
+    for index, (key, label) in enumerate(accuracies.items()):
+        positions = [position + (index - (len(accuracies) - 1) / 2) * width for position in range(len(names))]
         means = [result.metrics[key] for result in results]
         stds = [result.metrics[f"{key}_std"] for result in results]
         bars = axes.bar(positions, means, width, yerr=stds, capsize=3, label=label)
@@ -61,7 +62,7 @@ def draw_test_figure(results: list[StrategyResult]) -> plt.Figure:
         title="Test accuracy of the best-validation weights (mean ± std over seeds)", ylabel="accuracy", ylim=(0, 1.2)
     )
     axes.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    axes.legend(loc="upper left", ncols=len(TEST_ACCURACIES))
+    axes.legend(loc="upper left", ncols=len(accuracies))
     return figure
 
 

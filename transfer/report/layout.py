@@ -39,6 +39,17 @@ TABLE_SCORES = (
     "test_loss",
     "best_val_top1",
 )  # the report's mean ± std columns
+SUPERCLASS_SCORE = "test_top1_coarse"  # metrics.json has it only where the dataset has superclasses (CIFAR-100)
+
+
+def test_accuracies(has_superclasses: bool) -> dict[str, str]:
+    """TEST_ACCURACIES, without the superclass score for a dataset that has none."""
+    return {key: label for key, label in TEST_ACCURACIES.items() if has_superclasses or key != SUPERCLASS_SCORE}
+
+
+def table_scores(has_superclasses: bool) -> tuple[str, ...]:
+    """TABLE_SCORES, without the superclass score for a dataset that has none."""
+    return tuple(key for key in TABLE_SCORES if has_superclasses or key != SUPERCLASS_SCORE)
 
 
 def figure_path(stem: str) -> Path:

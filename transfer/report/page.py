@@ -7,12 +7,12 @@ from transfer.config import BACKBONE_BLOCKS, IMAGENET_WEIGHTS, Params, StrategyC
 from transfer.report.layout import (
     EPOCH_FIGURES,
     REPORT_PATH,
-    TABLE_SCORES,
     TEST_FIGURE,
     confusion_figure_path,
     figure_path,
+    table_scores,
 )
-from transfer.report.results import StrategyResult
+from transfer.report.results import StrategyResult, have_superclasses
 
 TOP_CONFUSED_PAIRS = 10  # rows of each strategy's most-confused table in the report
 
@@ -52,17 +52,27 @@ def mean_std(metrics: dict, key: str, digits: int) -> str:
     return f"{metrics[key]:.{digits}f} ± {metrics[f'{key}_std']:.{digits}f}"
 
 
+# The summary table's heading of each score in TABLE_SCORES.
+SCORE_COLUMNS = {
+    "test_top1": "test top-1",
+    "test_top1_coarse": "test top-1 superclass",
+    "test_top5": "test top-5",
+    "test_loss": "test loss",
+    "best_val_top1": "best val top-1",
+}
+
+
 def summary_table(results: list[StrategyResult]) -> str:
     """Markdown table of each strategy's final scores (mean ± std over seeds) and cost."""
+    shown = table_scores(have_superclasses(results))
+    columns = [*(SCORE_COLUMNS[key] for key in shown), "best epoch", "trainable params", "minutes per seed", "seeds"]
     lines = [
-        "| strategy | pretrained | trains | test top-1 | test top-1 superclass | test top-5 | test loss "
-        "| best val top-1 "
-        "| best epoch | trainable params | minutes per seed | seeds |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| strategy | pretrained | trains | {' | '.join(columns)} |",
+        "|---|---|---|" + "---:|" * len(columns),
     ]
     for result in results:
         metrics, strategy = result.metrics, result.strategy
-        scores = [mean_std(metrics, key, 4) for key in TABLE_SCORES]
+        scores = [mean_std(metrics, key, 4) for key in shown]
         lines.append(
             f"| {strategy.name} | {'yes' if strategy.pretrained else 'no'} | {describe_training(strategy)} "
             f"| {' | '.join(scores)} "
@@ -115,8 +125,8 @@ def confusion_section(results: list[StrategyResult]) -> str:
     """Per strategy: the heatmap and the most-confused class pairs."""
     section = (
         "## Test-set confusion\n\nRows are the actual class, columns the prediction, counts summed over seeds and each "
-        "row scaled to sum to 1 (colour on a square-root scale, so small mistakes show); "
-        "classes are grouped by superclass.\n"
+        "row scaled to sum to 1 (colour on a square-root scale, so small mistakes show)"
+        + ("; classes are grouped by superclass.\n" if have_superclasses(results) else ".\n")
     )
     for result in results:
         name = result.strategy.name

@@ -6,8 +6,8 @@ from pathlib import Path
 from transfer import paths
 from transfer.atomic import atomic_path, write_json
 from transfer.errors import UserError
-from transfer.report.layout import CONFUSION_PATH, EPOCHS_PATH, FINAL_SCORES_PATH, TEST_ACCURACIES
-from transfer.report.results import StrategyResult
+from transfer.report.layout import CONFUSION_PATH, EPOCHS_PATH, FINAL_SCORES_PATH, test_accuracies
+from transfer.report.results import StrategyResult, have_superclasses
 
 
 def final_score_rows(results: list[StrategyResult]) -> list[dict]:
@@ -21,7 +21,7 @@ def final_score_rows(results: list[StrategyResult]) -> list[dict]:
             "accuracy_std": result.metrics[f"{key}_std"],
         }
         for result in results
-        for key, label in TEST_ACCURACIES.items()
+        for key, label in test_accuracies(have_superclasses(results)).items()
     ]
 
 

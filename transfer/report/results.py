@@ -8,7 +8,7 @@ from transfer import paths
 from transfer.aggregate import SPREAD_SUFFIXES
 from transfer.config import StrategyConfig
 from transfer.errors import UserError
-from transfer.report.layout import EPOCH_FIGURES, TABLE_SCORES, TEST_ACCURACIES
+from transfer.report.layout import EPOCH_FIGURES, table_scores, test_accuracies
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,16 @@ class StrategyResult:
     confusion: dict  # confusion.json
     timing: dict  # timing.json
     provenance: dict  # provenance.json
+
+    @property
+    def has_superclasses(self) -> bool:
+        """Whether the dataset groups classes into superclasses (CIFAR-100 does; its fine_to_coarse has no -1)."""
+        return any(coarse >= 0 for coarse in self.confusion["fine_to_coarse"])
+
+
+def have_superclasses(results: list[StrategyResult]) -> bool:
+    """Whether every result's dataset has superclasses (all strategies share one dataset)."""
+    return all(result.has_superclasses for result in results)
 
 
 def read_json(path: Path) -> object:
@@ -52,7 +62,9 @@ def load_result(strategy: StrategyConfig) -> StrategyResult:
     band_columns = [column + suffix for column in EPOCH_FIGURES for suffix in ("", *SPREAD_SUFFIXES)]
     for row in result.history:
         require_keys(row, band_columns, paths.history_path(name))
-    scores = [*TEST_ACCURACIES, *TABLE_SCORES, "best_epoch"]
+    require_keys(result.confusion, ["class_names", "fine_to_coarse", "counts", "seeds"], paths.confusion_path(name))
+    has_superclasses = result.has_superclasses
+    scores = [*test_accuracies(has_superclasses), *table_scores(has_superclasses), "best_epoch"]
     require_keys(
         result.metrics,
         [
@@ -62,7 +74,6 @@ def load_result(strategy: StrategyConfig) -> StrategyResult:
         ],
         paths.metrics_path(name),
     )
-    require_keys(result.confusion, ["class_names", "fine_to_coarse", "counts", "seeds"], paths.confusion_path(name))
     require_keys(result.timing, ["seconds_per_seed", "tuning_seconds", "device"], paths.timing_path(name))
     require_keys(result.provenance, ["model_seed", "versions", "device"], paths.provenance_path(name))
     return result
