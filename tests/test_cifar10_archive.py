@@ -155,3 +155,5 @@ def test_cifar10_run_has_ten_outputs_and_no_superclass_score(tmp_path: Path) -> 
     project.run_ok("plots")
     report = (project.root / paths.PLOTS_DIR / "report.md").read_text()
     assert "superclass" not in report and "| test top-1 | test top-5 |" in report
+    # The verdict names the dataset the synthetic images stand in for.
+    assert "stand-in data: synthetic images, not CIFAR-10:" in report

@@ -16,6 +16,7 @@ from transfer.config import IMAGENET_WEIGHTS, Params
 from transfer.report.layout import VERDICT_PATH
 from transfer.report.results import StrategyResult
 
+READABLE_DATASET_NAMES = {"cifar100": "CIFAR-100", "cifar10": "CIFAR-10"}  # data.dataset -> what people call it
 PRETRAINING_RESOLUTION = 224  # px: torchvision's ImageNet weights were trained on 224x224 crops
 # "Far below" pretraining: under half its side, a pretrained network sees objects at under a quarter of the
 # area it learned them at (Touvron et al., NeurIPS 2019, "Fixing the train-test resolution discrepancy").
@@ -71,7 +72,8 @@ def config_caveats(params: Params) -> list[str]:
     """Caveats the config alone decides: stand-in inputs, the resolution, the stem."""
     caveats = []
     if params.data.is_synthetic:
-        caveats.append("stand-in data: synthetic images, not CIFAR-100: the ranking says nothing about CIFAR-100")
+        name = READABLE_DATASET_NAMES[params.data.dataset]
+        caveats.append(f"stand-in data: synthetic images, not {name}: the ranking says nothing about {name}")
     if params.model.weights != IMAGENET_WEIGHTS:
         caveats.append(f"stand-in backbone weights ({params.model.weights}), not ImageNet's: 'pretrained' is not")
     side, strategies = params.data.image_size, list(params.strategies.values())
