@@ -1,8 +1,9 @@
 """Label image files with a trained model: `python -m stages.predict MODEL IMAGE_OR_FOLDER... [--json] [--top K]`.
 
-A tool, not a DVC stage. Images of any size and mode become RGB, are center-cropped to a square and
-resized to the 32x32 CIFAR resolution the model trained on, then resized and normalised
-exactly as training did (transfer/inference.py, with the statistics stored in the model file).
+A tool, not a DVC stage. Images of any size and mode are decoded as the prepare stage decodes a folder
+dataset: upright, RGB, the centred square at the stored size the model trained on (32 px for CIFAR),
+then resized and normalised exactly as training did (transfer/inference.py, with the settings stored in
+the model file).
 """
 
 import argparse
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint = load_model_file(arguments.model)
     device = resolve_device(arguments.device)
     files, problems = image_files(arguments.images)
-    good, images, unreadable = read_images(files)
+    good, images, unreadable = read_images(files, checkpoint["normalization"]["stored_size"])
     problems += unreadable
     with out_of_memory_as_user_error("predict", advice="lower --batch-size"):
         ranked = (

@@ -20,7 +20,7 @@ from transfer import paths
 
 # Everything a project copy needs to run its stages and `dvc` commands (paths relative to the root).
 CODE_PATHS = ("stages", "transfer")  # the packages stage commands import
-PROJECT_PATHS = (*CODE_PATHS, ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "vendor")
+PROJECT_PATHS = (*CODE_PATHS, ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "vendor", str(paths.DEFAULT_IMAGE_FOLDER))
 # Never copied: DVC's local cache and state, a user's local config, bytecode.
 IGNORED_IN_COPY = shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local")
 COMMAND_TIMEOUT_SECONDS = 600
@@ -38,6 +38,9 @@ TEST_PARAMS = {
         "dataset": "cifar100",
         "source": "synthetic",
         "md5": "eb9058c3a382ffc7106e4002c42a8d85",
+        "folder": str(paths.DEFAULT_IMAGE_FOLDER),  # read only by data.dataset: folder (tests/test_image_folder.py)
+        "stored_size": 32,
+        "test_size": 300,
         "val_size": 200,
         "split_seed": 0,
         "image_size": 32,

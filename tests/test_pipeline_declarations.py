@@ -72,9 +72,9 @@ def test_stage_declares_exactly_the_code_it_imports(stage: str):
 
 
 def test_stage_outputs_are_the_paths_the_code_writes():
-    assert stage_body("download")["outs"] == [str(paths.ARCHIVE_PATH)]
+    assert stage_body("download")["outs"] == [str(paths.RAW_DIR)]
     assert stage_body("prepare")["outs"] == [str(paths.PREPARED_PATH)]
-    assert stage_body("prepare")["deps"][-1] == str(paths.ARCHIVE_PATH)
+    assert stage_body("prepare")["deps"][-2:] == [str(paths.RAW_DIR), "${data.folder}"]
     assert stage_body("weights")["outs"] == [str(paths.PRETRAINED_PATH)]
     train = stage_body("train")
     assert {str(paths.PREPARED_PATH), str(paths.PRETRAINED_PATH)} <= set(train["deps"])

@@ -14,7 +14,7 @@ from PIL import Image
 from torchvision.models import resnet18
 
 from stages import predict
-from transfer import inference
+from transfer import image_decode, inference
 from transfer.augment import IMAGENET_MEAN, IMAGENET_STD, Normalization
 from transfer.errors import UserError
 from transfer.model import build_inference_network
@@ -70,7 +70,7 @@ def test_json_lists_top_k_classes_with_probabilities(model_file: Path, tmp_path:
 
 
 def test_probabilities_match_the_network_on_the_normalised_image(model_file: Path, tmp_path: Path):
-    image = inference.load_image(write_image(tmp_path / "a.png", (32, 32)))
+    image = inference.load_image(write_image(tmp_path / "a.png", (32, 32)), 32)
     checkpoint = load_model_file(model_file)
     inputs = Normalization.from_record(checkpoint["normalization"])(image[None])
     expected = build_inference_network(checkpoint)(inputs).softmax(dim=1)[0]
@@ -129,7 +129,7 @@ def test_huge_aspect_image_is_cropped_before_it_is_resized(tmp_path: Path):
         "from pathlib import Path\n"
         "from transfer.inference import load_image\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "pixels = load_image(Path(sys.argv[1]))\n"
+        "pixels = load_image(Path(sys.argv[1]), 32)\n"
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "print(after - before, tuple(pixels.shape), pixels[:, 0, 0].tolist(), sep='|')\n"
     )
@@ -142,9 +142,9 @@ def test_huge_aspect_image_is_cropped_before_it_is_resized(tmp_path: Path):
 
 def test_image_beyond_the_pixel_limit_is_refused_from_its_header(tmp_path: Path):
     path = tmp_path / "wide.png"
-    Image.new("L", (inference.MAX_PIXELS // 1000 + 1, 1000)).save(path)  # zeros: a few KB on disk
-    with pytest.raises(UserError, match="more than the 50000000 this tool decodes"):
-        inference.load_image(path)
+    Image.new("L", (image_decode.MAX_PIXELS // 1000 + 1, 1000)).save(path)  # zeros: a few KB on disk
+    with pytest.raises(UserError, match="more than the 50000000 this project decodes"):
+        inference.load_image(path, 32)
 
 
 def damaged_png(path: Path) -> Path:
@@ -175,10 +175,9 @@ def test_damaged_png_and_fifo_are_one_line_each_and_the_others_are_labelled(mode
     assert "good.png" in result.stdout and "class_" in result.stdout
     lines = result.stderr.splitlines()
     assert lines[0] == "error: 2 bad inputs:"
-    assert lines[1:] == [
-        f"{folder / 'damaged.png'}: not a readable image (SyntaxError)",
-        f"{folder / 'pipe.png'}: not a regular file",
-    ]
+    assert len(lines) == 3
+    assert lines[1].startswith(f"{folder / 'damaged.png'}: not a readable image (SyntaxError: ")
+    assert lines[2] == f"{folder / 'pipe.png'}: not a regular file"
 
 
 def test_control_characters_in_class_and_file_names_are_escaped(tmp_path: Path):

@@ -66,22 +66,36 @@ def normalize(images: torch.Tensor, image_size: int, mean: Sequence[float], std:
     return pixels.mul_(1.0 / (255.0 * std_tensor)).sub_(mean_tensor / std_tensor)
 
 
+CIFAR_STORED_SIZE = 32  # px: what a model file written before stored_size was recorded trained on
+
+
 @dataclass(frozen=True)
 class Normalization:
-    """The input a network expects: image size and per-channel statistics (a model file's `normalization`)."""
+    """The input a network expects: stored and input size, per-channel statistics (a model file's `normalization`).
+
+    stored_size is the side of the square uint8 images training read (CIFAR's 32, or a folder's
+    data.stored_size); image_size is the network input they are resized to per batch.
+    """
 
     image_size: int
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    stored_size: int = CIFAR_STORED_SIZE
 
     @classmethod
     def from_record(cls, record: dict) -> "Normalization":
         """From a model file's `normalization` mapping."""
-        return cls(record["image_size"], tuple(record["mean"]), tuple(record["std"]))
+        stored_size = record.get("stored_size", CIFAR_STORED_SIZE)
+        return cls(record["image_size"], tuple(record["mean"]), tuple(record["std"]), stored_size)
 
     def record(self) -> dict:
-        """The mapping a model file stores: {"mean": [...], "std": [...], "image_size": S}."""
-        return {"mean": list(self.mean), "std": list(self.std), "image_size": self.image_size}
+        """The mapping a model file stores: {"mean": [...], "std": [...], "image_size": S, "stored_size": T}."""
+        return {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "image_size": self.image_size,
+            "stored_size": self.stored_size,
+        }
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """normalize() with these settings."""

@@ -14,7 +14,8 @@ from transfer.errors import UserError
 from transfer.paths import PARAMS_PATH
 
 SYNTHETIC_SOURCE = "synthetic"
-DATASETS = ("cifar100", "cifar10")  # the python archive each names; cifar10 has no superclasses
+DATASETS = ("cifar100", "cifar10", "folder")  # two python archives (cifar10 has no superclasses), or your images
+FOLDER_DATASET = "folder"  # train/<class>/* (optionally test/<class>/*) under data.folder
 # Each dataset's official archive: (URL, MD5), as published at https://www.cs.toronto.edu/~kriz/cifar.html
 OFFICIAL_ARCHIVES = {
     "cifar100": ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
@@ -31,6 +32,8 @@ SCHEDULERS = ("cosine", "step", "constant")
 BACKBONE_BLOCKS = ("stem", "layer1", "layer2", "layer3", "layer4")
 ALL_BLOCKS = "all"
 MIN_IMAGE_SIZE = 32  # px; CIFAR images are 32x32 and are never downscaled
+CIFAR_STORED_SIZE = 32  # px: the side of every CIFAR image, what data.stored_size must say for the archives
+MIN_STORED_SIZE = 16  # px: below this a photo keeps too little to classify; image_size upsamples it to >= 32
 # px; 16x CIFAR's side adds no detail, and a batch of 256 such inputs is already 0.8 GB of float32
 MAX_IMAGE_SIZE = 512
 STRATEGY_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
@@ -60,6 +63,9 @@ class DataConfig:
     dataset: str  # one of DATASETS: which archive format source holds
     source: str  # http(s) URL, local path or "synthetic"
     md5: str
+    folder: str  # dataset folder: the directory of train/<class>/ (and test/<class>/) images
+    stored_size: int  # px: side of the square each image is stored at (CIFAR: 32; a folder's shorter side, cropped)
+    test_size: int  # dataset folder without test/: images of train/ held out for testing
     val_size: int
     split_seed: int  # draws the validation split
     image_size: int  # px
@@ -393,7 +399,7 @@ def _parse_train_layers(value: object, key_path: str) -> tuple[str, ...]:
 
 def _require_source_of_dataset(data: DataConfig) -> None:
     """Refuse another dataset's official URL or MD5: the download would fail, or prepare would misread it."""
-    if data.is_synthetic:
+    if data.is_synthetic or data.dataset == FOLDER_DATASET:  # a folder dataset downloads nothing
         return
     for other, (url, md5) in OFFICIAL_ARCHIVES.items():
         if other != data.dataset and (data.source == url or data.md5.lower() == md5):
@@ -405,22 +411,42 @@ def _require_source_of_dataset(data: DataConfig) -> None:
             )
 
 
+def _validate_stored_size(data: DataConfig) -> None:
+    """CIFAR images are 32 px as stored; a folder's are stored at any side from MIN_STORED_SIZE to MAX_IMAGE_SIZE."""
+    if data.dataset != FOLDER_DATASET and data.stored_size != CIFAR_STORED_SIZE:
+        raise UserError(
+            f"data.stored_size = {data.stored_size} is invalid for data.dataset = {data.dataset}: CIFAR images are "
+            f"{CIFAR_STORED_SIZE}x{CIFAR_STORED_SIZE}, so use {CIFAR_STORED_SIZE} (other sizes are for "
+            f"data.dataset: {FOLDER_DATASET}; data.image_size resizes the network input)"
+        )
+    if not MIN_STORED_SIZE <= data.stored_size <= MAX_IMAGE_SIZE:
+        raise UserError(
+            f"data.stored_size = {data.stored_size} is invalid: use {MIN_STORED_SIZE} to {MAX_IMAGE_SIZE} (pixels)"
+        )
+    if data.dataset == FOLDER_DATASET and not data.folder:
+        raise UserError("data.folder is empty: give the folder that holds train/<class>/ images")
+
+
 def _validate_common(params: Params) -> None:
     """Range and choice checks for everything outside `strategies`."""
     data = params.data
     if data.dataset not in DATASETS:
         raise UserError(f"data.dataset = {data.dataset!r} is invalid: use one of {', '.join(DATASETS)}")
     _require_source_of_dataset(data)
+    _validate_stored_size(data)
     if not (data.is_synthetic or data.is_url or data.source):
         raise UserError("data.source is empty: use an http(s) URL, a local file path or 'synthetic'")
     if not re.fullmatch(r"[0-9a-f]{32}", data.md5.lower()):
         raise UserError(f"data.md5 = {data.md5!r} is not an MD5 digest (32 hex characters)")
     _require_positive(data.val_size, "data.val_size")
     _require_seed(data.split_seed, "data.split_seed")
-    if not MIN_IMAGE_SIZE <= data.image_size <= MAX_IMAGE_SIZE:
+    lowest = max(MIN_IMAGE_SIZE, data.stored_size)
+    if not lowest <= data.image_size <= MAX_IMAGE_SIZE:
         raise UserError(
-            f"data.image_size = {data.image_size} is invalid: use {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} (pixels)"
+            f"data.image_size = {data.image_size} is invalid: use {lowest} to {MAX_IMAGE_SIZE} (pixels; "
+            f"at least {MIN_IMAGE_SIZE} and never below data.stored_size = {data.stored_size}: store smaller instead)"
         )
+    _require_positive(data.test_size, "data.test_size")
     if data.augment.crop_padding < 0:
         raise UserError(
             f"data.augment.crop_padding = {data.augment.crop_padding} is invalid: use 0 (off) or more pixels"

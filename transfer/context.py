@@ -46,8 +46,8 @@ class RunContext:
 
     @property
     def normalization(self) -> Normalization:
-        """The input every strategy's network sees: data.image_size and ImageNet statistics."""
-        return Normalization(self.params.data.image_size)
+        """The input every strategy's network sees: data.image_size and ImageNet statistics, from the stored images."""
+        return Normalization(self.params.data.image_size, stored_size=self.data.stored_size)
 
     def images(self, split: str, augmented: bool = False) -> ImageBatches:
         """Batches of a split ('train', 'val', 'test') on the device; augmented=True applies data.augment."""

@@ -11,7 +11,7 @@ from transfer.errors import UserError
 
 @dataclass(frozen=True)
 class ImageSplit:
-    """One split on the training device: images (N, 3, 32, 32) uint8, labels (N,) int64."""
+    """One split on the training device: images (N, 3, S, S) uint8 at the stored size S, labels (N,) int64."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -24,7 +24,7 @@ class ImageSplit:
 class PreparedData:
     """What the prepare stage wrote: the three splits as numpy arrays plus class and superclass names."""
 
-    train_images: np.ndarray  # (N, 32, 32, 3) uint8
+    train_images: np.ndarray  # (N, S, S, 3) uint8: S is the stored size (CIFAR: 32)
     train_labels: np.ndarray  # (N,) int64
     val_images: np.ndarray
     val_labels: np.ndarray
@@ -33,6 +33,11 @@ class PreparedData:
     class_names: tuple[str, ...]
     fine_to_coarse: np.ndarray  # (classes,) int64: each class's superclass, -1 for a class with no image
     coarse_class_names: tuple[str, ...]
+
+    @property
+    def stored_size(self) -> int:
+        """The side of every stored image, in px."""
+        return self.train_images.shape[1]
 
     def split(self, name: str, device: torch.device) -> ImageSplit:
         """Split name ('train', 'val' or 'test') as channels-first uint8 tensors on device."""

@@ -1,32 +1,21 @@
-"""Label image files with a trained model file: find the images, bring them to CIFAR's 32x32, rank the classes.
+"""Label image files with a trained model file: find the images, bring them to the model's stored size, rank the classes.
 
-Images of any size and mode become RGB, are center-cropped to a square and resized to the 32x32
-CIFAR resolution the model trained on, then normalised by augment.normalize with the settings
-stored in the model file, exactly as training did. Cropping first keeps the work at most the
-decoded image: a 1x5,000,000 strip resized before cropping would ask for 15 GB.
+Images of any size and mode are decoded exactly as the prepare stage decodes a folder dataset
+(transfer/image_decode.py: upright, RGB, the centred square at the stored size the model's training
+images had, 32 px for CIFAR), then resized and normalised by augment.normalize with the settings
+stored in the model file, exactly as training did.
 """
 
-import os
-import stat
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from transfer.augment import Normalization
 from transfer.errors import UserError
+from transfer.image_decode import decode_square, printable
 from transfer.model import build_inference_network
 
-CIFAR_SIZE = 32  # pixels: the resolution of every training image before data.image_size resizing
-# Decoded, an RGBA image takes 4 bytes a pixel: 50 megapixels (a large phone photo) bound it at 200 MB. PIL's own
-# bomb check starts at 89 megapixels and only warns below 179.
-MAX_PIXELS = 50_000_000
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def printable(text: str) -> str:
-    """text with control characters escaped (\\x1b...), so a file or class name cannot drive the terminal."""
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def image_files(arguments: list[Path]) -> tuple[list[Path], list[str]]:
@@ -42,39 +31,9 @@ def image_files(arguments: list[Path]) -> tuple[list[Path], list[str]]:
     return files, problems
 
 
-def load_image(path: Path) -> torch.Tensor:
-    """uint8 (3, 32, 32): RGB, center-cropped to a square, resized to 32; a UserError if unreadable."""
-    try:
-        # O_NONBLOCK: opening a FIFO named like an image returns at once (and fails the regular-file check)
-        # instead of waiting forever for a writer.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as error:
-        raise UserError(f"{printable(str(path))}: cannot open ({error.strerror})") from None
-    with open(descriptor, "rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise UserError(f"{printable(str(path))}: not a regular file")
-        try:
-            with Image.open(file) as image:  # reads the header only: the size is known before any pixel is decoded
-                width, height = image.size
-                rgb = _square_at_cifar_size(image) if width * height <= MAX_PIXELS else None
-        except Exception as error:  # decoders raise many types on crafted files (SyntaxError, struct.error, ...)
-            raise UserError(f"{printable(str(path))}: not a readable image ({type(error).__name__})") from None
-    if rgb is None:
-        raise UserError(
-            f"{printable(str(path))}: {width}x{height} pixels, more than the {MAX_PIXELS} this tool decodes; "
-            "downscale it first"
-        )
-    return (
-        torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(CIFAR_SIZE, CIFAR_SIZE, 3).permute(2, 0, 1)
-    )
-
-
-def _square_at_cifar_size(image: Image.Image) -> Image.Image:
-    """The centered square of the image, as 32x32 RGB; cropped before the resize, so it never grows the image."""
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    square = image.crop((left, top, left + side, top + side)).convert("RGB")
-    return square.resize((CIFAR_SIZE, CIFAR_SIZE), Image.Resampling.BILINEAR)
+def load_image(path: Path, stored_size: int) -> torch.Tensor:
+    """uint8 (3, S, S) at the stored size S, decoded as prepare decodes; a UserError if unreadable."""
+    return torch.from_numpy(decode_square(path, stored_size)).permute(2, 0, 1)
 
 
 def top_classes(checkpoint: dict, images: torch.Tensor, top: int, device: torch.device, batch_size: int) -> list:
@@ -108,12 +67,12 @@ def format_table(labels: list[tuple[Path, list]]) -> str:
     )
 
 
-def read_images(files: list[Path]) -> tuple[list[Path], list[torch.Tensor], list[str]]:
-    """(readable files, their uint8 (3, 32, 32) images, one problem line per unreadable file)."""
+def read_images(files: list[Path], stored_size: int) -> tuple[list[Path], list[torch.Tensor], list[str]]:
+    """(readable files, their uint8 (3, S, S) images, one problem line per unreadable file)."""
     good, images, problems = [], [], []
     for path in files:
         try:
-            images.append(load_image(path))
+            images.append(load_image(path, stored_size))
             good.append(path)
         except UserError as error:
             problems.append(str(error))

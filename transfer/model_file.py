@@ -13,7 +13,15 @@ from pathlib import Path
 
 import torch
 
-from transfer.config import ARCHITECTURES, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, STEMS, HeadConfig
+from transfer.config import (
+    ARCHITECTURES,
+    CIFAR_STORED_SIZE,
+    MAX_IMAGE_SIZE,
+    MIN_IMAGE_SIZE,
+    MIN_STORED_SIZE,
+    STEMS,
+    HeadConfig,
+)
 from transfer.errors import UserError
 from transfer.model import DEFAULT_ARCH, inference_architecture
 
@@ -34,6 +42,8 @@ def load_model_file(path: Path) -> dict:
         _check_model_file(checkpoint)
     except _Invalid as error:
         raise UserError(f"{path}: not a usable model file of this project: {error}") from None
+    # Model files written before the stored size was recorded all trained on CIFAR's 32 px images.
+    checkpoint["normalization"].setdefault("stored_size", CIFAR_STORED_SIZE)
     return checkpoint
 
 
@@ -73,6 +83,11 @@ def _check_normalization(normalization: object) -> None:
         type(size) is int and MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE,
         f"normalization.image_size = {size!r}, expected an integer from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}"
         " (what training allows)",
+    )
+    stored = normalization.get("stored_size", CIFAR_STORED_SIZE)
+    _require(
+        type(stored) is int and MIN_STORED_SIZE <= stored <= size,
+        f"normalization.stored_size = {stored!r}, expected an integer from {MIN_STORED_SIZE} to image_size = {size}",
     )
     for key in ("mean", "std"):
         values = normalization[key]

@@ -57,6 +57,7 @@ def onnx_metadata(checkpoint: dict) -> dict[str, str]:
         "mean": json.dumps(normalization["mean"]),
         "std": json.dumps(normalization["std"]),
         "image_size": str(normalization["image_size"]),
+        "stored_size": str(normalization["stored_size"]),  # the square images are brought to before image_size
         "strategy": str(checkpoint.get("strategy", "")),  # provenance; model_file does not require it
     }
 

@@ -5,10 +5,13 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_PATH = Path("params.yaml")
 
-RAW_DIR = Path("data/raw")
-ARCHIVE_PATH = RAW_DIR / "cifar-100-python.tar.gz"
+RAW_DIR = Path("data/raw")  # the download stage's output: the dataset's archive, or a note that a folder needs none
+ARCHIVE_NAMES = {"cifar100": "cifar-100-python.tar.gz", "cifar10": "cifar-10-python.tar.gz"}  # the official names
+ARCHIVE_PATH = RAW_DIR / ARCHIVE_NAMES["cifar100"]
+NO_ARCHIVE_PATH = RAW_DIR / "no-archive.txt"  # data.dataset: folder downloads nothing
+DEFAULT_IMAGE_FOLDER = Path("data/images")  # data.folder's default: in the repository, so dvc.yaml's dep exists
 PREPARED_DIR = Path("data/prepared")
-PREPARED_PATH = PREPARED_DIR / "cifar100.npz"
+PREPARED_PATH = PREPARED_DIR / "splits.npz"
 
 PRETRAINED_DIR = Path("models/pretrained")
 PRETRAINED_PATH = PRETRAINED_DIR / "resnet18.pth"
@@ -26,6 +29,11 @@ PREDICTIONS_DIR = Path("predictions")  # DVC-cached: per-image test predictions,
 COMPARISON_PATH = PLOTS_DIR / "comparison.json"  # paired statistics of every two strategies
 COST_PATH = PLOTS_DIR / "cost.json"  # one row per strategy: accuracy against training cost
 COST_FIGURE_PATH = PLOTS_DIR / "figures" / "cost.png"  # with the other PNGs: one dvc.yaml entry shows all
+
+
+def archive_path(dataset: str) -> Path:
+    """Where the download stage puts a CIFAR dataset's archive (under the official file name)."""
+    return RAW_DIR / ARCHIVE_NAMES[dataset]
 
 
 def model_path(strategy: str) -> Path:

@@ -1,4 +1,6 @@
-"""Turn the decoded archive into the prepared splits: a stratified validation hold-out and the superclass map."""
+"""Turn the decoded archive or image folder into the prepared splits: stratified hold-outs and the superclass map."""
+
+from pathlib import Path
 
 import numpy as np
 
@@ -6,17 +8,24 @@ from transfer import paths
 from transfer.cifar_archive import CifarArchive
 from transfer.config import DataConfig
 from transfer.errors import UserError
+from transfer.image_folder import LabelledFiles, decode_all, find_images
+
+# The folder's test hold-out draws from its own stream of data.split_seed, apart from the validation draw's.
+TEST_DRAW = 1
 
 
-def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, val_size: int, seed: int | list[int], key: str = "data.val_size"
+) -> tuple[np.ndarray, np.ndarray]:
     """(train_indices, val_indices): val_size images drawn so each class keeps its share, seeded.
 
     Each class gets floor(val_size * its share); the images left over go to the classes with
     the largest remainders (ties to the lower class index), so the total is exactly val_size.
+    key names the setting in the error (the test hold-out of a folder is drawn the same way).
     """
     if not 0 < val_size < len(labels):
         raise UserError(
-            f"data.val_size = {val_size} is invalid: use 1 to {len(labels) - 1} "
+            f"{key} = {val_size} is invalid: use 1 to {len(labels) - 1} "
             f"(the training set has {len(labels)} images)"
         )
     classes, counts = np.unique(labels, return_counts=True)
@@ -73,3 +82,38 @@ def prepared_arrays(archive: CifarArchive, data: DataConfig) -> dict[str, np.nda
         "fine_to_coarse": superclasses,
         "coarse_class_names": np.array(archive.coarse_label_names, dtype=str),
     }
+
+
+def prepared_folder_arrays(data: DataConfig, workers: int) -> tuple[dict[str, np.ndarray], int]:
+    """The prepared arrays of a folder dataset (same names as prepared_arrays'), and how many files were skipped.
+
+    Without a test/ folder, data.test_size images of train/ are held out first (stratified, seeded);
+    the validation split is then drawn from the rest exactly as for CIFAR.
+    """
+    layout = find_images(Path(data.folder).expanduser())
+    train, test = layout.train, layout.test
+    if test is None:
+        kept, held_out = stratified_split(train.labels, data.test_size, [data.split_seed, TEST_DRAW], "data.test_size")
+        train, test = _subset(train, kept), _subset(train, held_out)
+    train_indices, val_indices = stratified_split(train.labels, data.val_size, data.split_seed)
+    # Decoded in their final order into one array, so the splits are views of it: memory holds each image once.
+    # One pass over every file, so an unreadable-image error counts them all.
+    in_order = _subset(train, np.concatenate([train_indices, val_indices]))
+    images = decode_all(in_order.files + test.files, data.stored_size, workers, "prepare: decoding")
+    num_train, num_train_and_val = len(train_indices), len(in_order)
+    arrays = {
+        "train_images": images[:num_train],
+        "train_labels": in_order.labels[:num_train],
+        "val_images": images[num_train:num_train_and_val],
+        "val_labels": in_order.labels[num_train:],
+        "test_images": images[num_train_and_val:],
+        "test_labels": test.labels,
+        "class_names": np.array(layout.class_names),
+        "fine_to_coarse": np.full(len(layout.class_names), -1, dtype=np.int64),  # a folder has no superclasses
+        "coarse_class_names": np.array([], dtype=str),
+    }
+    return arrays, len(layout.skipped)
+
+
+def _subset(files: LabelledFiles, indices: np.ndarray) -> LabelledFiles:
+    return LabelledFiles(tuple(files.files[index] for index in indices), files.labels[indices])
