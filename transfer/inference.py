@@ -1,4 +1,4 @@
-"""Label image files with a trained model file: find the images, bring them to the model's stored size, rank the classes.
+"""Label image files with a trained model file: find the images, decode them at its stored size, rank the classes.
 
 Images of any size and mode are decoded exactly as the prepare stage decodes a folder dataset
 (transfer/image_decode.py: upright, RGB, the centred square at the stored size the model's training

@@ -25,8 +25,7 @@ def stratified_split(
     """
     if not 0 < val_size < len(labels):
         raise UserError(
-            f"{key} = {val_size} is invalid: use 1 to {len(labels) - 1} "
-            f"(the training set has {len(labels)} images)"
+            f"{key} = {val_size} is invalid: use 1 to {len(labels) - 1} (the training set has {len(labels)} images)"
         )
     classes, counts = np.unique(labels, return_counts=True)
     exact_quota = val_size * counts / len(labels)
