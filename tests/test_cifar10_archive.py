@@ -113,7 +113,7 @@ def test_prepare_stage_on_the_other_format_exits_2_and_writes_nothing(
     dataset: str, cifar10_path: Path, cifar100_path: Path, tmp_path: Path
 ) -> None:
     project = Project(copy_project(tmp_path / "project", params_tree({"data": {"dataset": dataset}})))
-    archive = project.root / paths.ARCHIVE_PATH
+    archive = project.root / paths.archive_path(dataset)
     archive.parent.mkdir(parents=True, exist_ok=True)
     archive.write_bytes((cifar100_path if dataset == "cifar10" else cifar10_path).read_bytes())
     assert "looks like a" in error_line(project.run("prepare"))
@@ -127,7 +127,7 @@ def test_download_stage_writes_the_synthetic_cifar10_archive(tmp_path: Path) -> 
     project.run_ok("download")
     expected = tmp_path / "expected.tar.gz"
     write_synthetic_cifar10_archive(expected, train_size=50, test_size=20, seed=0)
-    assert (project.root / paths.ARCHIVE_PATH).read_bytes() == expected.read_bytes()
+    assert (project.root / paths.archive_path("cifar10")).read_bytes() == expected.read_bytes()
     project.run_ok("prepare")
     assert (project.root / paths.PREPARED_PATH).is_file()
 

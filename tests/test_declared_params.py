@@ -18,6 +18,7 @@ import yaml
 from stages import download, plots, prepare, train, weights
 from tests.project import merge, params_tree, write_params
 from transfer import config, paths
+from transfer.synthetic_folder import SyntheticFolder, write_synthetic_folder
 
 DVC_STAGES = yaml.safe_load((paths.PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
 CONFIG_CLASSES = [
@@ -156,7 +157,17 @@ def test_download_reads_what_it_declares(project, monkeypatch):
 
 
 def test_prepare_reads_what_it_declares(project, monkeypatch):
-    assert_reads_match(run_recorded(prepare, project, monkeypatch), declared_params("prepare"))
+    reads = run_recorded(prepare, project, monkeypatch)  # the synthetic CIFAR-100 archive
+    prepared = (project / paths.PREPARED_PATH).read_bytes()
+    folder = write_synthetic_folder(project / "images", SyntheticFolder(train_per_class=8))
+    folder_data = {"dataset": "folder", "folder": str(folder), "stored_size": 40, "test_size": 6, "val_size": 6}
+    write_small_params(project, data={**folder_data, "image_size": 40})
+    try:
+        reads |= run_recorded(prepare, project, monkeypatch)  # a folder dataset reads its own keys
+    finally:
+        write_small_params(project)
+        (project / paths.PREPARED_PATH).write_bytes(prepared)  # what the other tests' stages read
+    assert_reads_match(reads, declared_params("prepare"))
 
 
 def test_weights_reads_what_it_declares(project, monkeypatch):

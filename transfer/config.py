@@ -74,8 +74,13 @@ class DataConfig:
 
     @property
     def is_synthetic(self) -> bool:
-        """True when the archive is generated rather than fetched."""
-        return self.source == SYNTHETIC_SOURCE
+        """True when the archive is generated rather than fetched (a folder dataset reads no archive)."""
+        return self.source == SYNTHETIC_SOURCE and self.dataset != FOLDER_DATASET
+
+    @property
+    def is_folder(self) -> bool:
+        """True when the images come from data.folder rather than an archive."""
+        return self.dataset == FOLDER_DATASET
 
     @property
     def is_url(self) -> bool:

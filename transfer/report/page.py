@@ -6,6 +6,7 @@ from pathlib import Path
 from transfer.config import BACKBONE_BLOCKS, IMAGENET_WEIGHTS, Params, StrategyConfig
 from transfer.report.layout import (
     EPOCH_FIGURES,
+    READABLE_DATASET_NAMES,
     REPORT_PATH,
     TEST_FIGURE,
     confusion_figure_path,
@@ -100,11 +101,18 @@ def provenance_table(results: list[StrategyResult]) -> str:
 
 def provenance_note(params: Params) -> str:
     """Where the data and backbone weights came from, with a warning when they are stand-ins."""
-    note = f"Data: `{params.data.source}`. Pretrained backbone: `{params.model.weights}`.\n"
-    if params.data.is_synthetic or params.model.weights != IMAGENET_WEIGHTS:
+    data = params.data
+    where = (
+        "your images (`data.dataset: folder`; dvc.lock records the folder's hash)"
+        if data.is_folder
+        else f"`{data.source}`"
+    )
+    note = f"Data: {where}. Pretrained backbone: `{params.model.weights}`.\n"
+    if data.is_synthetic or params.model.weights != IMAGENET_WEIGHTS:
+        dataset = "these images" if data.is_folder else READABLE_DATASET_NAMES[data.dataset]
         note += (
             "\n> These scores come from stand-in inputs (synthetic data or non-ImageNet weights): they show the "
-            "pipeline works and what it costs, not how the strategies compare on CIFAR-100.\n"
+            f"pipeline works and what it costs, not how the strategies compare on {dataset}.\n"
         )
     return note
 

@@ -13,10 +13,9 @@ report.md's opening section, from the same rules:
 
 from transfer.atomic import write_json
 from transfer.config import IMAGENET_WEIGHTS, Params
-from transfer.report.layout import VERDICT_PATH
+from transfer.report.layout import READABLE_DATASET_NAMES, VERDICT_PATH
 from transfer.report.results import StrategyResult
 
-READABLE_DATASET_NAMES = {"cifar100": "CIFAR-100", "cifar10": "CIFAR-10"}  # data.dataset -> what people call it
 PRETRAINING_RESOLUTION = 224  # px: torchvision's ImageNet weights were trained on 224x224 crops
 # "Far below" pretraining: under half its side, a pretrained network sees objects at under a quarter of the
 # area it learned them at (Touvron et al., NeurIPS 2019, "Fixing the train-test resolution discrepancy").
