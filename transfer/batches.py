@@ -28,7 +28,7 @@ class ImageBatches:
 
     def inputs(self, indices: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Network input for the images at indices: (B, 3, S, S) float."""
-        images = self.split.images[indices]
+        images = self.split.batch(indices)
         if generator is not None and self.augmentation is not None:
             images = augmented(images, self.augmentation, generator)
         # Change the layout while the batch is uint8 (a quarter of the bytes); normalize keeps it.

@@ -8,16 +8,41 @@ import torch
 
 from transfer.errors import UserError
 
+# Of the accelerator memory free when a split is placed, the most its images may take: the network, its
+# activations, gradients and optimizer state need the rest (a ResNet50 batch of 128 at 224 px alone takes GBs).
+DEVICE_DATA_FRACTION = 0.25
+
 
 @dataclass(frozen=True)
 class ImageSplit:
-    """One split on the training device: images (N, 3, S, S) uint8 at the stored size S, labels (N,) int64."""
+    """One split: images (N, 3, S, S) uint8 at the stored size S, labels (N,) int64 on the training device.
+
+    The images sit on the training device too when they fit (see images_fit_on); otherwise they stay
+    in host memory and each batch is copied over, the same values either way.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
 
     def __len__(self) -> int:
         return self.labels.shape[0]
+
+    def batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """The images at indices (on the training device), on the training device."""
+        if self.images.device == indices.device:
+            return self.images[indices]
+        return self.images[indices.cpu()].to(indices.device, non_blocking=True)
+
+
+def images_fit_on(device: torch.device, num_bytes: int) -> bool:
+    """Whether a split's images may live on device: on CUDA, within DEVICE_DATA_FRACTION of its free memory.
+
+    On the CPU host memory is where they are already, and MPS shares it with the host: always.
+    """
+    if device.type != "cuda":
+        return True
+    free_bytes, _total = torch.cuda.mem_get_info(device)
+    return num_bytes <= DEVICE_DATA_FRACTION * free_bytes
 
 
 @dataclass(frozen=True)
@@ -44,7 +69,9 @@ class PreparedData:
         images = getattr(self, f"{name}_images")
         labels = getattr(self, f"{name}_labels")
         images_nchw = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-        return ImageSplit(images_nchw.to(device), torch.from_numpy(labels).long().to(device))
+        # Too big for the device: left in (pageable) host memory; pinning would copy the whole split once more.
+        placed = images_nchw.to(device) if images_fit_on(device, images_nchw.nbytes) else images_nchw
+        return ImageSplit(placed, torch.from_numpy(labels).long().to(device))
 
 
 def load_prepared(path: Path) -> PreparedData:
