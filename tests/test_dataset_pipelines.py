@@ -64,6 +64,7 @@ def test_a_folder_of_images_runs_through_dvc_and_an_added_image_reruns_prepare_a
     repo = Repo.create(tmp_path / "repo", small_tree({**data, "val_size": 9, "test_size": 9}, "resnet34"))
     repo.dvc("repro", timeout=PIPELINE_TIMEOUT_SECONDS)
     assert_plots_and_verdict(repo, len(CLASSES))
+    assert (repo.root / layout.REPORT_PATH).read_text().startswith("# ResNet34 on your images: ")
     for name in STRATEGIES:
         model = load_model_file(repo.root / paths.model_path(name))
         assert model["class_names"] == list(CLASSES) and model["config"]["model"]["arch"] == "resnet34"
@@ -92,6 +93,9 @@ def test_cifar10_runs_through_dvc(tmp_path: Path, arch: str):
     repo.dvc("repro", timeout=PIPELINE_TIMEOUT_SECONDS)
     assert (repo.root / paths.archive_path("cifar10")).is_file()
     assert_plots_and_verdict(repo, 10)
+    assert (
+        (repo.root / layout.REPORT_PATH).read_text().startswith(f"# {arch.replace('resnet', 'ResNet')} on CIFAR-10: ")
+    )
     image = tmp_path / "photo.png"
     Image.new("RGB", (50, 70), (200, 40, 40)).save(image)
     (record,) = predict(repo, "lpft", image)

@@ -39,7 +39,8 @@ TABLE_SCORES = (
     "test_loss",
     "best_val_top1",
 )  # the report's mean ± std columns
-READABLE_DATASET_NAMES = {"cifar100": "CIFAR-100", "cifar10": "CIFAR-10"}  # data.dataset -> what people call it
+# data.dataset -> what people call it
+READABLE_DATASET_NAMES = {"cifar100": "CIFAR-100", "cifar10": "CIFAR-10", "folder": "your images"}
 SUPERCLASS_SCORE = "test_top1_coarse"  # metrics.json has it only where the dataset has superclasses (CIFAR-100)
 
 

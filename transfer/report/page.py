@@ -109,7 +109,7 @@ def provenance_note(params: Params) -> str:
     )
     note = f"Data: {where}. Pretrained backbone: `{params.model.weights}`.\n"
     if data.is_synthetic or params.model.weights != IMAGENET_WEIGHTS:
-        dataset = "these images" if data.is_folder else READABLE_DATASET_NAMES[data.dataset]
+        dataset = READABLE_DATASET_NAMES[data.dataset]
         note += (
             "\n> These scores come from stand-in inputs (synthetic data or non-ImageNet weights): they show the "
             f"pipeline works and what it costs, not how the strategies compare on {dataset}.\n"
@@ -146,12 +146,17 @@ def confusion_section(results: list[StrategyResult]) -> str:
     return section
 
 
+def title(params: Params) -> str:
+    """'ResNet18 on CIFAR-100', 'ResNet34 on your images': the backbone and the dataset this run compared on."""
+    return f"{params.model.arch.replace('resnet', 'ResNet')} on {READABLE_DATASET_NAMES[params.data.dataset]}"
+
+
 def report(params: Params, results: list[StrategyResult], verdict_section: str) -> str:
     """plots/report.md: the verdict, then scores, provenance, figures and confusion, readable on GitHub."""
     seeds_note = "Each score is the mean ± sample standard deviation over the strategy's seeds (± 0 with one seed).\n"
     curves = "\n".join(image_link(figure_path(stem), title) for stem, title, _ in EPOCH_FIGURES.values())
     return (
-        "# ResNet18 on CIFAR-100: shallow fine-tuning, deep fine-tuning or from scratch\n\n"
+        f"# {title(params)}: shallow fine-tuning, deep fine-tuning or from scratch\n\n"
         f"{verdict_section}\n{provenance_note(params)}\n## Final scores\n\n{seeds_note}\n{summary_table(results)}\n"
         f"## Provenance\n\n{provenance_table(results)}\n"
         "## Curves\n\nThe line is the mean over seeds, the band the lowest and highest seed.\n\n"
