@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.project import params_tree
 from transfer.archive_source import obtain_archive
 from transfer.cifar_archive import read_archive
 from transfer.cifar_format import (
@@ -25,7 +26,7 @@ from transfer.cifar_format import (
     TRAIN_IMAGES,
     TRAIN_MEMBER,
 )
-from transfer.config import SYNTHETIC_SOURCE, AugmentConfig, DataConfig, SyntheticConfig
+from transfer.config import SYNTHETIC_SOURCE, parse_params
 from transfer.errors import UserError
 from transfer.synthetic_archive import write_synthetic_archive
 
@@ -358,8 +359,7 @@ def test_synthetic_sizes_beyond_the_real_archive_are_refused_before_writing(
     tmp_path: Path, key: str, size: int
 ) -> None:
     sizes = {"train_size": 10, "test_size": 10, key: size}
-    synthetic = SyntheticConfig(**sizes, seed=0)
-    data = DataConfig("cifar100", SYNTHETIC_SOURCE, "0" * 32, 1, 0, 32, AugmentConfig(0, False), synthetic)
+    data = parse_params(params_tree({"data": {"source": SYNTHETIC_SOURCE, "synthetic": {**sizes, "seed": 0}}})).data
     with pytest.raises(UserError, match=f"data.synthetic.{key} = {size} is more than the real archive's {size - 1}"):
         obtain_archive(data, tmp_path / ARCHIVE_NAME)
     assert not list(tmp_path.iterdir())
