@@ -1,6 +1,8 @@
 """dvc.yaml declares what the stages really read and write: code deps, paths, plots."""
 
 import ast
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,31 @@ def test_every_declared_artifact_is_a_strategy_model_under_its_own_name():
         strategy = name.removeprefix(artifacts.ARTIFACT_PREFIX).removesuffix("-onnx")
         assert artifacts.wanted_artifacts(strategy)[name] == body["path"], name
         assert body["type"] == "model", name
+
+
+def cached_outputs() -> list[str]:
+    """Every output DVC caches (not `cache: false`), as written in dvc.yaml (templates like ${key} kept)."""
+    outputs = []
+    for name in STAGES:
+        body = stage_body(name)
+        for out in body.get("outs", []):
+            path, options = next(iter(out.items())) if isinstance(out, dict) else (out, {})
+            if options.get("cache", True):
+                outputs.append(path)
+    return outputs
+
+
+def test_no_file_git_tracks_lies_in_a_cached_output():
+    # DVC refuses to run a stage whose cached output (or a file inside an output directory) git
+    # tracks ("already tracked by SCM"): on a fresh clone `dvc repro` would stop at that stage.
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    files = tracked.stdout.splitlines()
+    for output in cached_outputs():
+        # A template stands for one path segment, a strategy name: predictions/${key} is predictions/<strategy>,
+        # not the predictions/.gitignore DVC writes beside it (a strategy name never starts with a dot).
+        segments = [re.escape(part) for part in re.split(r"\$\{[^}]+\}", output)]
+        inside = re.compile("[^/.][^/]*".join(segments) + "(/.*)?")
+        clashing = [file for file in files if inside.fullmatch(file)]
+        assert not clashing, (output, clashing)
