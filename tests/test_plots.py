@@ -401,3 +401,20 @@ def test_the_verdict_opens_the_report(project):
     assert report.split("\n\n")[1] == "## Verdict"  # right under the title
     assert f"- **Use {best}**: the best mean test top-1 ({answer['test_top1'][best]:.4f})." in report
     assert report.index("## Verdict") < report.index("## Final scores")
+
+
+@pytest.mark.parametrize("num_classes", [10, 100])
+def test_confusion_labels_are_legible_and_never_overlap(num_classes):
+    from transfer.report.figures import MIN_LABEL_POINTS, draw_confusion_figure
+
+    names = [f"class_{index:02d}" for index in range(num_classes)]
+    confusion = {"counts": np.eye(num_classes).tolist(), "class_names": names, "fine_to_coarse": [-1] * num_classes}
+    figure = draw_confusion_figure("probe", confusion)
+    figure.canvas.draw()
+    labels = figure.axes[0].get_yticklabels()
+    assert [label.get_text() for label in labels] == names
+    # At 10 classes the cells are large: the labels grow with them, well above the 100-class minimum.
+    assert labels[0].get_fontsize() >= (8 if num_classes <= 10 else MIN_LABEL_POINTS)
+    boxes = sorted((label.get_window_extent() for label in labels), key=lambda box: box.y0)
+    assert all(lower.y1 <= upper.y0 for lower, upper in itertools.pairwise(boxes))
+    figure.clf()

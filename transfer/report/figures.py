@@ -21,6 +21,9 @@ from transfer.report.layout import (  # noqa: E402
 )
 from transfer.report.results import StrategyResult, have_superclasses  # noqa: E402
 
+MIN_LABEL_POINTS = 5.0  # the smallest class label still legible at 100 dpi: 100 classes get this
+MAX_LABEL_POINTS = 9.0  # the axis labels' own size: a class label never outgrows them
+
 
 def save_figure(figure: plt.Figure, path: Path) -> None:
     """Write a matplotlib figure as PNG atomically and free it."""
@@ -72,6 +75,16 @@ def row_normalised(counts: np.ndarray) -> np.ndarray:
     return np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
 
 
+def label_fontsize(figure_inches: float, num_classes: int) -> float:
+    """Points for the class labels: three quarters of a cell's height, within 5 (100 classes) and 9 (10 classes).
+
+    The heatmap takes about three quarters of the figure's side; a label taller than its cell overlaps
+    its neighbours, and one much smaller than the cell is hard to read at 10 classes.
+    """
+    cell_points = 72 * 0.75 * figure_inches / num_classes
+    return min(MAX_LABEL_POINTS, max(MIN_LABEL_POINTS, 0.75 * cell_points))
+
+
 def draw_confusion_figure(name: str, confusion: dict) -> plt.Figure:
     """Row-normalised heatmap, classes ordered by superclass so related classes sit together."""
     fine_to_coarse = confusion["fine_to_coarse"]
@@ -82,8 +95,9 @@ def draw_confusion_figure(name: str, confusion: dict) -> plt.Figure:
     figure, axes = plt.subplots(figsize=(size, size))
     # Square-root colour scale: mistakes of a few percent would be invisible next to a 0.8 diagonal.
     image = axes.imshow(shares, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=1))
-    axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=5)
-    axes.set_yticks(range(len(labels)), labels, fontsize=5)
+    fontsize = label_fontsize(size, len(labels))
+    axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=fontsize)
+    axes.set_yticks(range(len(labels)), labels, fontsize=fontsize)
     # Lines between superclasses: confusion inside a block is between related classes.
     for boundary in [
         i + 0.5 for i in range(len(order) - 1) if fine_to_coarse[order[i]] != fine_to_coarse[order[i + 1]]
