@@ -156,7 +156,7 @@ def report(params: Params, results: list[StrategyResult], verdict_section: str) 
     seeds_note = "Each score is the mean ± sample standard deviation over the strategy's seeds (± 0 with one seed).\n"
     curves = "\n".join(image_link(figure_path(stem), title) for stem, title, _ in EPOCH_FIGURES.values())
     return (
-        f"# {title(params)}: shallow fine-tuning, deep fine-tuning or from scratch\n\n"
+        f"# {title(params)}: which way to train it ({', '.join(result.strategy.name for result in results)})\n\n"
         f"{verdict_section}\n{provenance_note(params)}\n## Final scores\n\n{seeds_note}\n{summary_table(results)}\n"
         f"## Provenance\n\n{provenance_table(results)}\n"
         "## Curves\n\nThe line is the mean over seeds, the band the lowest and highest seed.\n\n"

@@ -74,7 +74,10 @@ def config_caveats(params: Params) -> list[str]:
         name = READABLE_DATASET_NAMES[params.data.dataset]
         caveats.append(f"stand-in data: synthetic images, not {name}: the ranking says nothing about {name}")
     if params.model.weights != IMAGENET_WEIGHTS:
-        caveats.append(f"stand-in backbone weights ({params.model.weights}), not ImageNet's: 'pretrained' is not")
+        caveats.append(
+            f"stand-in backbone weights ({params.model.weights}), not ImageNet's: the 'pretrained' strategies start "
+            "from these, so their scores say nothing about ImageNet pretraining"
+        )
     side, strategies = params.data.image_size, list(params.strategies.values())
     pretrained = [strategy.name for strategy in strategies if strategy.pretrained]
     if pretrained and side < FAR_BELOW_FRACTION * PRETRAINING_RESOLUTION:
