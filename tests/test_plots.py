@@ -418,3 +418,25 @@ def test_confusion_labels_are_legible_and_never_overlap(num_classes):
     boxes = sorted((label.get_window_extent() for label in labels), key=lambda box: box.y0)
     assert all(lower.y1 <= upper.y0 for lower, upper in itertools.pairwise(boxes))
     figure.clf()
+
+
+@pytest.mark.parametrize("flops", [[1.2e12, 1.8e12], [1.2e12, 2.9e12], [1e11, 3e12], [4e9, 5e13]])
+def test_flops_axis_has_a_few_labels_that_never_overlap(flops):
+    import matplotlib.pyplot as plt
+
+    from transfer.report.convergence import scale_flops_axis
+
+    figure, axes = plt.subplots(figsize=(6, 4))  # the size of the cost and FLOPs figures
+    axes.plot(flops, [0.5] * len(flops), "o")
+    scale_flops_axis(axes, flops)
+    figure.canvas.draw()
+    low, high = axes.get_xlim()
+    labels = [
+        label
+        for label in axes.get_xticklabels(which="both")
+        if label.get_text() and low <= label.get_position()[0] <= high
+    ]
+    assert len(labels) >= 2, [label.get_text() for label in labels]  # a reader can tell the scale
+    boxes = sorted((label.get_window_extent() for label in labels), key=lambda box: box.x0)
+    assert all(left.x1 <= right.x0 for left, right in itertools.pairwise(boxes)), [label.get_text() for label in labels]
+    plt.close(figure)

@@ -18,6 +18,7 @@ from transfer.report.convergence import (  # noqa: E402
     convergence,
     convergence_target,
     draw_flops_figure,
+    scale_flops_axis,
 )
 from transfer.report.figures import save_figure  # noqa: E402
 from transfer.report.layout import FLOPS_FIGURE_PATH  # noqa: E402
@@ -44,8 +45,8 @@ def cost_row(result: StrategyResult, target: float) -> dict:
 
 
 def draw_cost_figure(rows: list[dict]) -> plt.Figure:
-    """Test top-1 against training FLOPs (log scale), one labelled point per strategy; a searched strategy's
-    hollow point and line show its cost with the lr search's runs added."""
+    """Test top-1 against training FLOPs (log scale when they span a wide range), one labelled point per
+    strategy; a searched strategy's hollow point and line show its cost with the lr search's runs added."""
     figure, axes = plt.subplots(figsize=(6, 4))
     labels_at: dict[int, int] = {}  # train_flops -> labels already placed there
     for row in rows:
@@ -63,7 +64,7 @@ def draw_cost_figure(rows: list[dict]) -> plt.Figure:
             textcoords="offset points",
             xytext=(5, 5 - 12 * stacked),
         )
-    axes.set_xscale("log")
+    scale_flops_axis(axes, [row["train_flops"] + extra for row in rows for extra in (0, row["tuning_flops"] or 0)])
     axes.set(
         title="Test top-1 against training compute",
         xlabel="training FLOPs (one seed; hollow: with the lr search's other runs)",
