@@ -64,7 +64,9 @@ def test_a_folder_of_images_runs_through_dvc_and_an_added_image_reruns_prepare_a
     repo = Repo.create(tmp_path / "repo", small_tree({**data, "val_size": 9, "test_size": 9}, "resnet34"))
     repo.dvc("repro", timeout=PIPELINE_TIMEOUT_SECONDS)
     assert_plots_and_verdict(repo, len(CLASSES))
-    assert (repo.root / layout.REPORT_PATH).read_text().startswith("# ResNet34 on your images: ")
+    report = (repo.root / layout.REPORT_PATH).read_text()
+    assert report.startswith(f"# ResNet34 on your images: which way to train it ({', '.join(STRATEGIES)})")
+    assert "With 3 classes, top-5 is top-3" in report  # the column keeps its name; the report says what it is
     for name in STRATEGIES:
         model = load_model_file(repo.root / paths.model_path(name))
         assert model["class_names"] == list(CLASSES) and model["config"]["model"]["arch"] == "resnet34"

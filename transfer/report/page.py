@@ -63,6 +63,9 @@ SCORE_COLUMNS = {
 }
 
 
+TOP_K = 5  # the k of top-k accuracy: predictions keep min(TOP_K, classes) guesses per image
+
+
 def summary_table(results: list[StrategyResult]) -> str:
     """Markdown table of each strategy's final scores (mean ± std over seeds) and cost."""
     shown = table_scores(have_superclasses(results))
@@ -154,6 +157,9 @@ def title(params: Params) -> str:
 def report(params: Params, results: list[StrategyResult], verdict_section: str) -> str:
     """plots/report.md: the verdict, then scores, provenance, figures and confusion, readable on GitHub."""
     seeds_note = "Each score is the mean ± sample standard deviation over the strategy's seeds (± 0 with one seed).\n"
+    num_classes = len(results[0].confusion["class_names"])
+    if num_classes < TOP_K:  # predictions keep min(5, classes) guesses: "top-5" is then every class, always right
+        seeds_note += f"With {num_classes} classes, top-5 is top-{num_classes}: always 1.0, so only top-1 compares.\n"
     curves = "\n".join(image_link(figure_path(stem), title) for stem, title, _ in EPOCH_FIGURES.values())
     return (
         f"# {title(params)}: which way to train it ({', '.join(result.strategy.name for result in results)})\n\n"
