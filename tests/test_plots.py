@@ -424,7 +424,7 @@ def test_confusion_labels_are_legible_and_never_overlap(num_classes):
 def test_flops_axis_has_a_few_labels_that_never_overlap(flops):
     import matplotlib.pyplot as plt
 
-    from transfer.report.convergence import scale_flops_axis
+    from transfer.report.figures import scale_flops_axis
 
     figure, axes = plt.subplots(figsize=(6, 4))  # the size of the cost and FLOPs figures
     axes.plot(flops, [0.5] * len(flops), "o")

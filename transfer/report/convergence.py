@@ -6,41 +6,18 @@ every strategy: "reached at epoch 3" then means the same accuracy whoever reache
 own best, as before, let a weak strategy "converge" early and could not be compared across strategies.
 """
 
-import math
 from dataclasses import dataclass
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from transfer.aggregate import SPREAD_SUFFIXES  # noqa: E402
+from transfer.report.figures import scale_flops_axis  # noqa: E402
 from transfer.report.results import StrategyResult  # noqa: E402
 
 TARGET_FRACTION = 0.9
-# Below this ratio of the largest to the smallest FLOPs a log axis has no 1-2-5 tick to label: linear is as honest.
-LOG_AXIS_MIN_RATIO = 3.0
-# Up to this many decades 1, 2 and 5 of each are labelled (at most ~7 labels of 4 characters fit 6 inches); beyond,
-# only the powers of ten.
-MAX_DECADES_LABELLED_1_2_5 = 2.0
-
-
-def scale_flops_axis(axes: plt.Axes, flops: list[float]) -> None:
-    """A FLOPs x axis with a few short labels that never overlap ("200G", "1T").
-
-    Log scale where the values span a wide range (a cached probe next to a full fine-tune); matplotlib's own
-    log labels then crowd every minor tick, so only 1, 2 and 5 of each decade (or only powers of ten) are labelled.
-    """
-    if max(flops) < LOG_AXIS_MIN_RATIO * min(flops):
-        axes.xaxis.set_major_locator(MaxNLocator(5))
-    else:
-        axes.set_xscale("log")  # first: setting the scale resets the axis's locators and formatters
-        decades = math.log10(max(flops) / min(flops))
-        subs = (1.0,) if decades > MAX_DECADES_LABELLED_1_2_5 else (1.0, 2.0, 5.0)
-        axes.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
-        axes.xaxis.set_minor_formatter(NullFormatter())
-    axes.xaxis.set_major_formatter(EngFormatter(sep=""))
 
 
 @dataclass(frozen=True)

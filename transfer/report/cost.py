@@ -18,9 +18,8 @@ from transfer.report.convergence import (  # noqa: E402
     convergence,
     convergence_target,
     draw_flops_figure,
-    scale_flops_axis,
 )
-from transfer.report.figures import save_figure  # noqa: E402
+from transfer.report.figures import save_figure, scale_flops_axis  # noqa: E402
 from transfer.report.layout import FLOPS_FIGURE_PATH  # noqa: E402
 from transfer.report.results import StrategyResult  # noqa: E402
 

@@ -66,6 +66,14 @@ SCORE_COLUMNS = {
 TOP_K = 5  # the k of top-k accuracy: predictions keep min(TOP_K, classes) guesses per image
 
 
+def top_k_note(results: list[StrategyResult]) -> str:
+    """A line saying what "top-5" means when there are fewer than 5 classes (every class, always right); else ''."""
+    num_classes = len(results[0].confusion["class_names"])
+    if num_classes >= TOP_K:
+        return ""
+    return f"With {num_classes} classes, top-5 is top-{num_classes}: always 1.0, so only top-1 compares.\n"
+
+
 def summary_table(results: list[StrategyResult]) -> str:
     """Markdown table of each strategy's final scores (mean ± std over seeds) and cost."""
     shown = table_scores(have_superclasses(results))
@@ -157,13 +165,11 @@ def title(params: Params) -> str:
 def report(params: Params, results: list[StrategyResult], verdict_section: str) -> str:
     """plots/report.md: the verdict, then scores, provenance, figures and confusion, readable on GitHub."""
     seeds_note = "Each score is the mean ± sample standard deviation over the strategy's seeds (± 0 with one seed).\n"
-    num_classes = len(results[0].confusion["class_names"])
-    if num_classes < TOP_K:  # predictions keep min(5, classes) guesses: "top-5" is then every class, always right
-        seeds_note += f"With {num_classes} classes, top-5 is top-{num_classes}: always 1.0, so only top-1 compares.\n"
     curves = "\n".join(image_link(figure_path(stem), title) for stem, title, _ in EPOCH_FIGURES.values())
     return (
         f"# {title(params)}: which way to train it ({', '.join(result.strategy.name for result in results)})\n\n"
-        f"{verdict_section}\n{provenance_note(params)}\n## Final scores\n\n{seeds_note}\n{summary_table(results)}\n"
+        f"{verdict_section}\n{provenance_note(params)}\n## Final scores\n\n{seeds_note}{top_k_note(results)}\n"
+        f"{summary_table(results)}\n"
         f"## Provenance\n\n{provenance_table(results)}\n"
         "## Curves\n\nThe line is the mean over seeds, the band the lowest and highest seed.\n\n"
         f"{curves}\n## Test accuracy\n\n{image_link(figure_path(TEST_FIGURE), 'Test accuracy')}\n"
