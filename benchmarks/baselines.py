@@ -17,8 +17,8 @@ from torchvision.models import resnet18
 from benchmarks.keys import SCRATCH
 from benchmarks.measurement import WARMUP_STEPS, Contender
 from benchmarks.workload import Bench
-from transfer.augment import IMAGENET_MEAN, IMAGENET_STD
-from transfer.cifar_format import NUM_CLASSES
+from transfer.datasets.cifar_format import NUM_CLASSES
+from transfer.training.augment import IMAGENET_MEAN, IMAGENET_STD
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, labels)
 

@@ -15,12 +15,12 @@ from benchmarks.baselines import bare_contender, loader_contender
 from benchmarks.keys import DEEP, PRECISION_MODES, SCRATCH, SHALLOW, ContenderKey
 from benchmarks.measurement import WARMUP_STEPS, Contender
 from benchmarks.workload import Bench, image_batches, run_context
-from transfer.batches import FeatureBatches, ImageBatches, cache_features, training_batches
+from transfer.compute.device import Compute, make_deterministic
 from transfer.config import StrategyConfig
-from transfer.data import epoch_generator, shuffled_batches
-from transfer.device import Compute, make_deterministic
-from transfer.model import build_network
-from transfer.recipe import PhasePlan, build_optimizer, train_one_epoch
+from transfer.models.network import build_network
+from transfer.training.batches import FeatureBatches, ImageBatches, cache_features, training_batches
+from transfer.training.prepared_data import epoch_generator, shuffled_batches
+from transfer.training.recipe import PhasePlan, build_optimizer, train_one_epoch
 
 # ---------------------------------------------------------------------------------------------
 # The train stage's process-wide settings
@@ -116,7 +116,7 @@ def cached_shallow_contenders(bench: Bench) -> tuple[Contender, Contender]:
     strategy = dataclasses.replace(bench.params.strategy_named(SHALLOW), augment=False)
     trainer = StrategyTrainer(bench, strategy, bench.compute)
     images = image_batches(bench, bench.compute, augmented=False)
-    cache_batch_size = bench.params.compute.eval_batch_size  # what transfer.recipe.phase_batches passes
+    cache_batch_size = bench.params.compute.eval_batch_size  # what transfer.training.recipe.phase_batches passes
     warmup_images = image_batches(bench, bench.compute, augmented=False, num_images=WARMUP_STEPS * cache_batch_size)
     cache_features(trainer.net, warmup_images, cache_batch_size)
     features = training_batches(trainer.net, images, strategy.augment, cache_batch_size)

@@ -4,7 +4,7 @@ Run as: python -m benchmarks.decode_speed [--images 10000] [--size 96] [--folder
 
 Both decode the same files to the same square size: the plain loop opens each file, converts it to
 RGB, resizes its shorter side to the size and crops the centre, as a notebook would; the project's
-path is transfer.image_folder.decode_all (JPEG draft mode, crop before resize, a process per core).
+path is transfer.datasets.image_folder.decode_all (JPEG draft mode, crop before resize, a process per core).
 The last line is one JSON object of the measured numbers. Peak memory is sampled from /proc every
 10 ms over the parent and its worker processes (their summed resident set), so it includes
 Python, numpy and PIL themselves; the overhead beyond the prepared array is the number to judge.
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from transfer.image_folder import decode_all, default_workers
+from transfer.datasets.image_folder import decode_all, default_workers
 
 PHOTO_SIZE = (500, 375)  # px, width x height: a typical web photo, as the issue sets it
 CLASSES = 10

@@ -5,7 +5,7 @@ from enum import Enum, auto
 
 import torch
 
-from transfer.device import Compute
+from transfer.compute.device import Compute
 
 SCRATCH, SHALLOW, DEEP = "scratch", "shallow", "deep"  # strategies of params.yaml that the epochs use
 DTYPE_NAMES = {None: "fp32", torch.bfloat16: "bf16"}  # autocast dtype -> how the table names it

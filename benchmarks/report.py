@@ -8,7 +8,7 @@ import torch
 from benchmarks import keys
 from benchmarks.keys import DEEP, PRECISION_MODES, SCRATCH, ContenderKey, Kind, PrecisionMode
 from benchmarks.measurement import RSS_EPOCHS, PeakRss, Timing
-from transfer.device import Compute
+from transfer.compute.device import Compute
 
 DECIMALS = 3  # of every float in the table and the JSON line
 # name: (comparison, target); every ratio without one is info only

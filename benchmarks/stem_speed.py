@@ -13,7 +13,7 @@ import torch
 from torchvision.models import resnet18
 
 from transfer.config import STEMS
-from transfer.model import apply_stem
+from transfer.models.network import apply_stem
 
 BATCH_SIZE = 128
 NUM_CLASSES = 100

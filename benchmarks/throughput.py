@@ -9,7 +9,7 @@ generated in memory, through the project's own code (transfer.*) with the comput
 (device, precision, channels_last). Each is built and warmed up (2 steps) once, then timed --repeats
 times, the repeats interleaved with the other contenders' so that load from other processes hits all
 alike; the fastest repeat counts (the least disturbed one). The project's contenders run with the
-process-wide settings the train stage applies (transfer.device.make_deterministic); the baselines without
+process-wide settings the train stage applies (transfer.compute.device.make_deterministic); the baselines without
 them, as a plain script would. compute.compile is not applied.
 
 The ratios (keys of the JSON object printed as the last line; target in brackets):
@@ -54,8 +54,8 @@ from benchmarks.keys import SHALLOW, PrecisionMode
 from benchmarks.measurement import measure, peak_rss
 from benchmarks.report import Outcome, print_table, summary
 from benchmarks.workload import make_bench
+from transfer.compute.device import Compute, resolve_compute
 from transfer.config import DEVICES, PRECISIONS, Params, load_params
-from transfer.device import Compute, resolve_compute
 from transfer.errors import run_stage
 
 DEFAULT_IMAGES = 2048  # images per timed epoch: 16 steps of 128, about 2 s of scratch training on 2 CPU cores

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import numpy as np
 
-from transfer.augment import Normalization
-from transfer.batches import ImageBatches
-from transfer.cifar_format import NUM_CLASSES
+from transfer.compute.device import Compute
 from transfer.config import Params, StrategyConfig
-from transfer.context import RunContext
-from transfer.data import ImageSplit, PreparedData
-from transfer.device import Compute
-from transfer.weights_source import write_random_weights
+from transfer.datasets.cifar_format import NUM_CLASSES
+from transfer.sources.weights import write_random_weights
+from transfer.training.augment import Normalization
+from transfer.training.batches import ImageBatches
+from transfer.training.context import RunContext
+from transfer.training.prepared_data import ImageSplit, PreparedData
 
 CLASSES_PER_SUPERCLASS = 5  # CIFAR-100's 20 superclasses of 5 classes; the benchmark never reads them
 

@@ -8,10 +8,10 @@ holds only a note saying so (DVC needs the stage's output to exist).
 import argparse
 
 from transfer import paths
-from transfer.archive_source import obtain_archive
 from transfer.atomic import atomic_path
 from transfer.config import FOLDER_DATASET, load_params
 from transfer.errors import run_stage
+from transfer.sources.archive import obtain_archive
 
 
 def main(argv: list[str] | None = None) -> None:

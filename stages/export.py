@@ -1,13 +1,13 @@
 """Stage export@<strategy>: models/<strategy>.onnx, the trained network in ONNX, checked against PyTorch.
 
-Run as: python -m stages.export <strategy> (reads models/<strategy>.pt; the work is transfer/onnx_export.py).
+Run as: python -m stages.export <strategy> (reads models/<strategy>.pt; the work is transfer/models/onnx_export.py).
 """
 
 import argparse
 
-from transfer.artifacts import warn_if_not_artifacts
 from transfer.errors import run_stage
-from transfer.onnx_export import export
+from transfer.models.artifacts import warn_if_not_artifacts
+from transfer.models.onnx_export import export
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 A tool, not a DVC stage. Images of any size and mode are decoded as the prepare stage decodes a folder
 dataset: upright, RGB, the centred square at the stored size the model trained on (32 px for CIFAR),
-then resized and normalised exactly as training did (transfer/inference.py, with the settings stored in
+then resized and normalised exactly as training did (transfer/models/inference.py, with the settings stored in
 the model file).
 """
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from transfer.device import out_of_memory_as_user_error, resolve_device
+from transfer.compute.device import out_of_memory_as_user_error, resolve_device
 from transfer.errors import UserError, run_stage
-from transfer.inference import format_table, image_files, read_images, top_classes
-from transfer.model_file import load_model_file
+from transfer.models.inference import format_table, image_files, read_images, top_classes
+from transfer.models.model_file import load_model_file
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:

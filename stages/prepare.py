@@ -10,11 +10,11 @@ import numpy as np
 
 from transfer import paths
 from transfer.atomic import atomic_path
-from transfer.cifar_archive import read_archive
 from transfer.config import FOLDER_DATASET, DataConfig, load_params
+from transfer.datasets.cifar_archive import read_archive
+from transfer.datasets.image_folder import default_workers
+from transfer.datasets.splitting import prepared_arrays, prepared_folder_arrays
 from transfer.errors import run_stage
-from transfer.image_folder import default_workers
-from transfer.splitting import prepared_arrays, prepared_folder_arrays
 
 
 def main(argv: list[str] | None = None) -> None:

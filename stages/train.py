@@ -1,7 +1,7 @@
 """Stage train@<strategy>: train one strategy, keep its best-validation weights, score them on the test set.
 
-Run as: python -m stages.train <strategy>. The recipe is transfer/recipe.py; which runs a strategy
-makes (lr candidates, seeds) is transfer/runs.py; what is written is transfer/results.py.
+Run as: python -m stages.train <strategy>. The recipe is transfer/training/recipe.py; which runs a strategy
+makes (lr candidates, seeds) is transfer/training/runs.py; what is written is transfer/training/outputs.py.
 """
 
 import argparse
@@ -10,15 +10,16 @@ import signal
 import sys
 import time
 
-from transfer import distributed, paths
+from transfer import paths
+from transfer.compute import distributed
+from transfer.compute.device import make_deterministic, out_of_memory_as_user_error, resolve_compute
 from transfer.config import load_params
-from transfer.context import RunContext
-from transfer.data import load_prepared
-from transfer.device import make_deterministic, out_of_memory_as_user_error, resolve_compute
 from transfer.errors import UserError, run_stage
-from transfer.live import discard_live_history
-from transfer.results import write_strategy_results
-from transfer.runs import train_strategy
+from transfer.training.context import RunContext
+from transfer.training.live_history import discard_live_history
+from transfer.training.outputs import write_strategy_results
+from transfer.training.prepared_data import load_prepared
+from transfer.training.runs import train_strategy
 
 
 def train(strategy_name: str) -> None:

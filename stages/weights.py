@@ -8,7 +8,7 @@ import argparse
 from transfer import paths
 from transfer.config import load_params
 from transfer.errors import run_stage
-from transfer.weights_source import obtain_weights
+from transfer.sources.weights import obtain_weights
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree
+from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree
 from transfer import paths
 
 ARCHIVE_URL_PATH = "/cifar-100-python.tar.gz"

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.project import params_tree
-from transfer.backbone import build_resnet, load_backbone_state
+from tests.support.project import params_tree
 from transfer.config import ARCHITECTURES, parse_params
 from transfer.errors import UserError
-from transfer.model import build_network
-from transfer.weights_source import IMAGENET_RELEASES
+from transfer.models.backbone import build_resnet, load_backbone_state
+from transfer.models.network import build_network
+from transfer.sources.weights import IMAGENET_RELEASES
 
 HEAD_INPUTS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}  # channels out of layer4
 

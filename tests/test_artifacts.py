@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from stages import export as export_stage
-from transfer import artifacts
+from transfer.models import artifacts
 
 DVC_YAML = """
 stages: {}

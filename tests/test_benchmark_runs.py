@@ -5,8 +5,9 @@ import os
 import subprocess
 import sys
 
-from tests.project import params_tree, write_params
-from transfer import paths, precision
+from tests.support.project import params_tree, write_params
+from transfer import paths
+from transfer.compute import precision
 
 RATIOS = (
     "train_step_vs_bare",

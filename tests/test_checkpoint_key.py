@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-import transfer.runs
+import transfer.training.runs
 from transfer import paths
-from transfer.checkpoint import EpochCheckpoints, FitProgress
+from transfer.training.checkpoint import EpochCheckpoints, FitProgress
 
 # In a fresh process, as the train stage runs: `python -m stages.train` is loaded as __main__.
 KEY_FILES_OF_THE_TRAIN_STAGE = """
@@ -18,14 +18,22 @@ try:
     runpy.run_module("stages.train", run_name="__main__", alter_sys=True)
 except SystemExit:
     pass
-from transfer.runs import project_code_files
+from transfer.training.runs import project_code_files
 print("\\n".join(str(path) for path in project_code_files()))
 """
 
 
 def test_key_covers_the_library_modules_a_run_uses():
-    files = set(transfer.runs.project_code_files())
-    for module in ("recipe", "runs", "model", "augment", "batches", "data", "context"):
+    files = set(transfer.training.runs.project_code_files())
+    for module in (
+        "training/recipe",
+        "training/runs",
+        "models/network",
+        "training/augment",
+        "training/batches",
+        "training/prepared_data",
+        "training/context",
+    ):
         assert paths.PROJECT_ROOT / "transfer" / f"{module}.py" in files, module
 
 
@@ -40,7 +48,7 @@ def test_key_covers_the_stage_module_run_as_main():
     assert result.returncode == 0, result.stderr
     files = result.stdout.split("\n")
     assert str(paths.PROJECT_ROOT / "stages" / "train.py") in files
-    assert str(paths.PROJECT_ROOT / "transfer" / "recipe.py") in files
+    assert str(paths.PROJECT_ROOT / "transfer" / "training" / "recipe.py") in files
 
 
 def small_checkpoint(tmp_path: Path, key: str = "key-a") -> tuple[EpochCheckpoints, torch.nn.Module, FitProgress]:

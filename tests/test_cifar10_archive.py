@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.project import copy_project, params_tree
+from tests.support.project import copy_project, params_tree
 from tests.test_failures import Project, assert_left_nothing, error_line
 from transfer import paths
-from transfer.cifar_archive import read_archive
-from transfer.cifar_format import (
+from transfer.config import parse_params
+from transfer.datasets.cifar_archive import read_archive
+from transfer.datasets.cifar_format import (
     ARCHIVE_NAME,
     CIFAR10_ARCHIVE_DIR,
     CIFAR10_ARCHIVE_NAME,
@@ -22,10 +23,9 @@ from transfer.cifar_format import (
     CIFAR10_TRAIN_MEMBERS,
     IMAGE_SHAPE,
 )
-from transfer.config import parse_params
+from transfer.datasets.splitting import prepared_arrays
 from transfer.errors import UserError
-from transfer.splitting import prepared_arrays
-from transfer.synthetic_archive import write_synthetic_archive, write_synthetic_cifar10_archive
+from transfer.sources.synthetic_archive import write_synthetic_archive, write_synthetic_cifar10_archive
 
 TRAIN_SIZE = 103  # images: not a multiple of the five batches, so the batches differ in size
 TEST_SIZE = 30

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.project import params_tree
-from transfer.archive_source import obtain_archive
-from transfer.cifar_archive import read_archive
-from transfer.cifar_format import (
+from tests.support.project import params_tree
+from transfer.config import SYNTHETIC_SOURCE, parse_params
+from transfer.datasets.cifar_archive import read_archive
+from transfer.datasets.cifar_format import (
     ARCHIVE_NAME,
     IMAGE_SHAPE,
     META_MEMBER,
@@ -26,9 +26,9 @@ from transfer.cifar_format import (
     TRAIN_IMAGES,
     TRAIN_MEMBER,
 )
-from transfer.config import SYNTHETIC_SOURCE, parse_params
 from transfer.errors import UserError
-from transfer.synthetic_archive import write_synthetic_archive
+from transfer.sources.archive import obtain_archive
+from transfer.sources.synthetic_archive import write_synthetic_archive
 
 TRAIN_SIZE = 300  # images: 3 per class
 TEST_SIZE = 100  # images: 1 per class

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from tests.project import copy_code, params_tree
+from tests.support.project import copy_code, params_tree
 from transfer import paths
 from transfer.config import BACKBONE_BLOCKS, OFFICIAL_ARCHIVES, load_params, parse_params
 from transfer.errors import UserError

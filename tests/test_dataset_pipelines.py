@@ -13,12 +13,12 @@ import onnx
 import pytest
 from PIL import Image
 
-from tests.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree
+from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree
 from tests.test_pipeline_e2e import assert_ran_only, rendered_rows
 from transfer import paths
-from transfer.model_file import load_model_file
+from transfer.models.model_file import load_model_file
 from transfer.report import layout
-from transfer.synthetic_folder import SyntheticFolder, class_colour, write_synthetic_folder
+from transfer.sources.synthetic_folder import SyntheticFolder, class_colour, write_synthetic_folder
 
 CLASSES = ("cat", "dog", "fox")
 # One strategy that caches frozen features and one with two phases: the two training paths.

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from stages import download, plots, prepare, train, weights
-from tests.project import merge, params_tree, write_params
+from tests.support.project import merge, params_tree, write_params
 from transfer import config, paths
-from transfer.synthetic_folder import SyntheticFolder, write_synthetic_folder
+from transfer.sources.synthetic_folder import SyntheticFolder, write_synthetic_folder
 
 DVC_STAGES = yaml.safe_load((paths.PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
 CONFIG_CLASSES = [

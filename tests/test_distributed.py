@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.project import copy_code, params_tree, write_params
+from tests.support.project import copy_code, params_tree, write_params
 from transfer import paths
 
 EXACT_STRATEGY = "probe"  # head only, cached features: the same step on 1 or 2 processes

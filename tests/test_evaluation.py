@@ -8,16 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.project import params_tree
-from transfer.augment import Normalization
-from transfer.batches import ImageBatches
+from tests.support.project import params_tree
+from transfer.compute.device import Compute
 from transfer.config import parse_params
-from transfer.data import ImageSplit
-from transfer.device import Compute
-from transfer.evaluation import Scores, TopKAccuracy, confusion_counts, evaluate, superclass_top1, top_classes
-from transfer.model import build_network
-from transfer.recipe import build_optimizer, build_scheduler
-from transfer.weights_source import write_random_weights
+from transfer.models.network import build_network
+from transfer.sources.weights import write_random_weights
+from transfer.training.augment import Normalization
+from transfer.training.batches import ImageBatches
+from transfer.training.evaluation import Scores, TopKAccuracy, confusion_counts, evaluate, superclass_top1, top_classes
+from transfer.training.prepared_data import ImageSplit
+from transfer.training.recipe import build_optimizer, build_scheduler
 
 FP32_CPU = Compute(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
 

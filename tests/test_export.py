@@ -11,17 +11,18 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from transfer import onnx_export, paths
-from transfer.augment import IMAGENET_MEAN, IMAGENET_STD
+from transfer import paths
 from transfer.errors import UserError
-from transfer.onnx_export import export
+from transfer.models import onnx_export
+from transfer.models.onnx_export import export
+from transfer.training.augment import IMAGENET_MEAN, IMAGENET_STD
 
 # Run in a separate process, as a user's inference code would: onnxruntime on the file alone.
 # 1e-3: fp32 ResNet18 logits of two runtimes differ by ~1e-6 relative; 1e-3 is loose for logits of order 1-10.
 ONNX_VS_TORCH = """
 import sys, numpy, onnxruntime, torch
-from transfer.model import build_inference_network
-from transfer.model_file import load_model_file
+from transfer.models.network import build_inference_network
+from transfer.models.model_file import load_model_file
 checkpoint = load_model_file(sys.argv[1])
 size = checkpoint["normalization"]["image_size"]
 inputs = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(1))

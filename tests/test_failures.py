@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.project import copy_project, params_tree, write_params
+from tests.support.project import copy_project, params_tree, write_params
 from transfer import paths
 from transfer.errors import run_stage
-from transfer.synthetic_archive import write_synthetic_archive
+from transfer.sources.synthetic_archive import write_synthetic_archive
 
-# A fetch retry notice on stderr (transfer/fetch.py prints one before each new attempt); not an error line.
+# A fetch retry notice on stderr (transfer/sources/fetch.py prints one before each new attempt); not an error line.
 RETRY_NOTICE = re.compile(r"retrying \S+ in \d+\.\d s \(attempt \d+/\d+\): .+")
 DEFAULT_ATTEMPTS = 5  # fetch()'s default, which the download stage uses
 SERVED_ARCHIVE_SIZES = dict(train_size=200, test_size=100, seed=0)  # images: a few hundred KB, made in well under 1 s
@@ -53,7 +53,7 @@ class Project:
         Returns the run as a CompletedProcess and the delays the stage asked to sleep, in order.
         """
         delays: list[float] = []
-        monkeypatch.setattr("transfer.fetch.time.sleep", delays.append)
+        monkeypatch.setattr("transfer.sources.fetch.time.sleep", delays.append)
         monkeypatch.chdir(self.root)
         monkeypatch.setattr(sys, "argv", [stage])  # main() parses sys.argv: pytest's own arguments are not the stage's
         capsys.readouterr()  # drop anything printed before
@@ -87,7 +87,7 @@ class Project:
 
 
 def new_project(root: Path) -> Project:
-    """The project copied to root (tests/project.py) with the test params."""
+    """The project copied to root (tests/support/project.py) with the test params."""
     return Project(copy_project(root, params_tree()))
 
 

@@ -6,17 +6,17 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from tests.project import params_tree
-from tests.training import class_names_only, one_phase_plan, run_context
-from transfer.augment import Normalization
-from transfer.batches import FeatureBatches, ImageBatches, cache_features, frozen_output, training_batches
+from tests.support.project import params_tree
+from tests.support.training import class_names_only, one_phase_plan, run_context
+from transfer.compute.device import Compute
 from transfer.config import parse_params
-from transfer.data import ImageSplit
-from transfer.device import Compute
 from transfer.errors import UserError
-from transfer.model import build_network
-from transfer.recipe import build_optimizer, train_one_epoch
-from transfer.weights_source import write_random_weights
+from transfer.models.network import build_network
+from transfer.sources.weights import write_random_weights
+from transfer.training.augment import Normalization
+from transfer.training.batches import FeatureBatches, ImageBatches, cache_features, frozen_output, training_batches
+from transfer.training.prepared_data import ImageSplit
+from transfer.training.recipe import build_optimizer, train_one_epoch
 
 PARAMS = parse_params(params_tree())  # test-owned values, never the committed params.yaml
 NUM_CLASSES = 100

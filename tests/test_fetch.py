@@ -14,15 +14,15 @@ import pytest
 
 from transfer.digest import Checksum, file_digest, verify_checksum
 from transfer.errors import UserError
-from transfer.fetch import Patience, _open_partial, fetch
-from transfer.weights_source import IMAGENET_BYTES, IMAGENET_SHA256, IMAGENET_URL
+from transfer.sources.fetch import RetryPolicy, _open_partial, fetch
+from transfer.sources.weights import IMAGENET_BYTES, IMAGENET_SHA256, IMAGENET_URL
 
 PAYLOAD = random.Random(0).randbytes(300_000)  # 300 KB: several socket reads, still instant
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 OFFLINE_HINT = "set data.source to a local copy of cifar-100-python.tar.gz or to 'synthetic'"
-FAST_PATIENCE = Patience(backoff_seconds=0.01, timeout_seconds=5.0)  # tests never sleep long
-FAST = dict(offline_hint=OFFLINE_HINT, max_bytes=len(PAYLOAD), patience=FAST_PATIENCE)
-THREE_ATTEMPTS = dict(FAST, patience=dataclasses.replace(FAST_PATIENCE, attempts=3))
+FAST_RETRIES = RetryPolicy(backoff_seconds=0.01, timeout_seconds=5.0)  # tests never sleep long
+FAST = dict(offline_hint=OFFLINE_HINT, max_bytes=len(PAYLOAD), retry=FAST_RETRIES)
+THREE_ATTEMPTS = dict(FAST, retry=dataclasses.replace(FAST_RETRIES, attempts=3))
 
 
 @dataclass
@@ -275,9 +275,9 @@ def test_dripping_server_is_stopped_by_the_overall_deadline(server, tmp_path):
     # one byte every 0.05 s never trips the 5 s read timeout; 300 KB would take four hours
     server.plan = FaultPlan(drip_seconds=0.05)
     destination = tmp_path / "data.tar.gz"
-    patience = dataclasses.replace(FAST_PATIENCE, deadline_seconds=0.5)
+    retry = dataclasses.replace(FAST_RETRIES, deadline_seconds=0.5)
     with pytest.raises(UserError, match="did not finish within its 0.5 s deadline"):
-        fetch(server.url, destination, checksum=None, **dict(FAST, patience=patience))
+        fetch(server.url, destination, checksum=None, **dict(FAST, retry=retry))
     assert not destination.exists()
     assert 0 < part_of(destination).stat().st_size < len(PAYLOAD)  # kept, so a rerun resumes
 

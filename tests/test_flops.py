@@ -5,14 +5,14 @@ import torch
 from torchvision.models import resnet18
 
 from transfer.config import BACKBONE_BLOCKS, HeadConfig
-from transfer.flops import (
+from transfer.models.network import StrategyNet, build_head
+from transfer.training.flops import (
     RunShape,
     cumulative_flops_by_epoch,
     flops_per_training_run,
     image_flops,
     images_trained_per_epoch,
 )
-from transfer.model import StrategyNet, build_head
 
 NUM_CLASSES = 100
 HEAD_FORWARD = 2 * 512 * NUM_CLASSES  # Linear 512->100: one multiply-add (2 FLOPs) per weight and image

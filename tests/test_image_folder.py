@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.project import copy_project, params_tree
+from tests.support.project import copy_project, params_tree
 from tests.test_failures import Project, assert_left_nothing, error_line
 from transfer import paths
 from transfer.config import parse_params
+from transfer.datasets.image_decode import decode_square
 from transfer.errors import UserError
-from transfer.image_decode import decode_square
-from transfer.synthetic_folder import IMAGE_KINDS, SyntheticFolder, class_colour, write_synthetic_folder
+from transfer.sources.synthetic_folder import IMAGE_KINDS, SyntheticFolder, class_colour, write_synthetic_folder
 
 CLASSES = ("cat", "dog", "fox")
 STORED_SIZE = 40

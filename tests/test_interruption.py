@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.project import copy_code, merge, params_tree, write_params
+from tests.support.project import copy_code, merge, params_tree, write_params
 from transfer import paths
 
 STRATEGY = "deep"

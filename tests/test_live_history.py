@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.project import Repo, params_tree
+from tests.support.project import Repo, params_tree
 from transfer import paths
 
 EPOCHS = 4

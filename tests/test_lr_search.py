@@ -9,11 +9,12 @@ import dataclasses
 import pytest
 import torch
 
-from tests.project import Repo, params_tree
-from tests.training import run_context
-from transfer import paths, runs
+from tests.support.project import Repo, params_tree
+from tests.support.training import run_context
+from transfer import paths
 from transfer.config import LrCandidate, parse_params
 from transfer.errors import UserError
+from transfer.training import runs
 
 BEST_VAL_TOP1 = {0.1: 0.30, 0.05: 0.50, 0.01: 0.50, 0.001: 0.20}  # made-up scores; 0.05 and 0.01 tie
 FLOPS = {0.1: 10, 0.05: 20, 0.01: 40, 0.001: 80}  # made-up, distinct so a sum tells which runs it counts

@@ -9,18 +9,18 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from tests.project import params_tree
-from tests.training import class_names_only, one_phase_plan, run_context
-from transfer.augment import Normalization
-from transfer.backbone import load_backbone_state
-from transfer.batches import ImageBatches
+from tests.support.project import params_tree
+from tests.support.training import class_names_only, one_phase_plan, run_context
+from transfer.compute.device import Compute
 from transfer.config import HeadConfig, parse_params
-from transfer.data import ImageSplit
-from transfer.device import Compute
 from transfer.errors import UserError
-from transfer.model import StrategyNet, build_head, build_network, count_parameters
-from transfer.recipe import build_optimizer, train_one_epoch
-from transfer.weights_source import write_random_weights
+from transfer.models.backbone import load_backbone_state
+from transfer.models.network import StrategyNet, build_head, build_network, count_parameters
+from transfer.sources.weights import write_random_weights
+from transfer.training.augment import Normalization
+from transfer.training.batches import ImageBatches
+from transfer.training.prepared_data import ImageSplit
+from transfer.training.recipe import build_optimizer, train_one_epoch
 
 PARAMS = parse_params(params_tree())  # test-owned values, never the committed params.yaml
 NUM_CLASSES = 100

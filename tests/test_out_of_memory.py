@@ -7,7 +7,7 @@ import torch
 
 from stages import predict
 from tests.test_predict import model_checkpoint, write_image
-from transfer.device import out_of_memory_as_user_error
+from transfer.compute.device import out_of_memory_as_user_error
 from transfer.errors import UserError
 
 CUDA_MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 8.00 GiB total capacity)\nmore detail"

@@ -7,18 +7,24 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from tests.project import params_tree
-from tests.training import run_context
-from transfer.augment import Normalization
-from transfer.batches import ImageBatches
-from transfer.checkpoint import EpochCheckpoints
+from tests.support.project import params_tree
+from tests.support.training import run_context
+from transfer.compute.device import Compute
 from transfer.config import parse_params
-from transfer.data import PreparedData
-from transfer.device import Compute
-from transfer.model import StrategyNet, build_inference_network, build_network, count_parameters, with_train_layers
-from transfer.recipe import PhasePlan, build_optimizer, build_scheduler, fit, train_one_epoch
-from transfer.results import save_model
-from transfer.runs import training_flops_by_epoch
+from transfer.models.network import (
+    StrategyNet,
+    build_inference_network,
+    build_network,
+    count_parameters,
+    with_train_layers,
+)
+from transfer.training.augment import Normalization
+from transfer.training.batches import ImageBatches
+from transfer.training.checkpoint import EpochCheckpoints
+from transfer.training.outputs import save_model
+from transfer.training.prepared_data import PreparedData
+from transfer.training.recipe import PhasePlan, build_optimizer, build_scheduler, fit, train_one_epoch
+from transfer.training.runs import training_flops_by_epoch
 
 NUM_CLASSES = 10
 CPU = torch.device("cpu")

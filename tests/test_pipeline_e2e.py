@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from tests.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree, processes_under
+from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree, processes_under
 from transfer import paths
 from transfer.report import layout
 

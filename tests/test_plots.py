@@ -16,7 +16,7 @@ import yaml
 from dvc_render.base import Renderer
 
 from stages import plots
-from tests.project import params_tree, write_params
+from tests.support.project import params_tree, write_params
 from transfer import paths
 from transfer.atomic import save_npz
 from transfer.errors import UserError

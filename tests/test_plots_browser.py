@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.project import Repo
+from tests.support.project import Repo
 from transfer.report import layout
 
 CHROMIUM = shutil.which("chromium")

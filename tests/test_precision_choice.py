@@ -5,14 +5,14 @@ import json
 import pytest
 import torch
 
-from tests.project import params_tree
-from tests.training import class_names_only, run_context
-from transfer import precision
-from transfer.checkpoint import run_key
+from tests.support.project import params_tree
+from tests.support.training import class_names_only, run_context
+from transfer.compute import precision
+from transfer.compute.device import resolve_compute
 from transfer.config import parse_params
-from transfer.device import resolve_compute
-from transfer.results import used_compute_fields
-from transfer.runs import checkpoint_config
+from transfer.training.checkpoint import run_key
+from transfer.training.outputs import used_compute_fields
+from transfer.training.runs import checkpoint_config
 
 
 class FakeProbe:
@@ -79,7 +79,7 @@ def test_a_tampered_cached_choice_changes_the_checkpoint_key_and_is_recorded(tmp
     # compute.precision auto on a CPU with bf16 instructions reads the cached choice; whoever edits the cache
     # changes the precision, so the key (and every result's provenance) must carry the precision used, not 'auto'
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr("transfer.device.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("transfer.compute.device.cpu_has_native_bf16", lambda: True)
     params = parse_params(params_tree({"compute": {"precision": "auto"}}))
     cache = precision.cache_path()
     cache.parent.mkdir(parents=True)

@@ -14,11 +14,12 @@ from PIL import Image
 from torchvision.models import resnet18
 
 from stages import predict
-from transfer import image_decode, inference
-from transfer.augment import IMAGENET_MEAN, IMAGENET_STD, Normalization
+from transfer.datasets import image_decode
 from transfer.errors import UserError
-from transfer.model import build_inference_network
-from transfer.model_file import load_model_file
+from transfer.models import inference
+from transfer.models.model_file import load_model_file
+from transfer.models.network import build_inference_network
+from transfer.training.augment import IMAGENET_MEAN, IMAGENET_STD, Normalization
 
 CLASS_NAMES = [f"class_{index}" for index in range(7)]
 
@@ -127,7 +128,7 @@ def test_huge_aspect_image_is_cropped_before_it_is_resized(tmp_path: Path):
     child = (
         "import resource, sys\n"
         "from pathlib import Path\n"
-        "from transfer.inference import load_image\n"
+        "from transfer.models.inference import load_image\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "pixels = load_image(Path(sys.argv[1]), 32)\n"
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"

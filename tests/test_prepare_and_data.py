@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from transfer.augment import IMAGENET_MEAN, IMAGENET_STD, normalize, random_crop, random_flip
-from transfer.data import epoch_generator, load_prepared, shuffled_batches
+from transfer.datasets.splitting import fine_to_coarse, stratified_split
 from transfer.errors import UserError
-from transfer.splitting import fine_to_coarse, stratified_split
+from transfer.training.augment import IMAGENET_MEAN, IMAGENET_STD, normalize, random_crop, random_flip
+from transfer.training.prepared_data import epoch_generator, load_prepared, shuffled_batches
 
 CPU = torch.device("cpu")
 NUM_CLASSES = 100

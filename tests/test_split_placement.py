@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from transfer import data
-from transfer.data import DEVICE_DATA_FRACTION, PreparedData, images_fit_on
+from transfer.training import prepared_data as data
+from transfer.training.prepared_data import DEVICE_DATA_FRACTION, PreparedData, images_fit_on
 
 GIB = 1024**3
 

@@ -3,7 +3,7 @@ unlike the one users run (a strategy with phases once broke `dvc plots show` whi
 
 import yaml
 
-from tests.project import params_tree
+from tests.support.project import params_tree
 from transfer import paths
 
 PHASE_PREFIX = "phases[]."  # a key set inside a phase, apart from the same key set on the strategy

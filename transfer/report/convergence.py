@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from transfer.aggregate import SPREAD_SUFFIXES  # noqa: E402
 from transfer.report.figures import scale_flops_axis  # noqa: E402
-from transfer.report.results import StrategyResult  # noqa: E402
+from transfer.report.strategy_result import StrategyResult  # noqa: E402
 
 TARGET_FRACTION = 0.9
 

@@ -1,6 +1,6 @@
 """Accuracy against training cost, one row per strategy: plots/cost.json, its PNG and report.md's section.
 
-train_flops (metrics.json, transfer/flops.py) is deterministic and comparable between machines;
+train_flops (metrics.json, transfer/training/flops.py) is deterministic and comparable between machines;
 train_seconds (timing.json's seconds_per_seed) is what one seed's run took on the machine it ran on.
 tuning_flops and tuning_seconds are the lr search's other candidates (the chosen one is the first seed's run), so
 a strategy tuned over more rates shows what its search cost.
@@ -21,7 +21,7 @@ from transfer.report.convergence import (  # noqa: E402
 )
 from transfer.report.figures import save_figure, scale_flops_axis  # noqa: E402
 from transfer.report.layout import FLOPS_FIGURE_PATH  # noqa: E402
-from transfer.report.results import StrategyResult  # noqa: E402
+from transfer.report.strategy_result import StrategyResult  # noqa: E402
 
 
 def cost_row(result: StrategyResult, target: float) -> dict:

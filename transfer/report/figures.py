@@ -20,7 +20,7 @@ from transfer.report.layout import (  # noqa: E402
     figure_path,
     test_accuracies,
 )
-from transfer.report.results import StrategyResult, have_superclasses  # noqa: E402
+from transfer.report.strategy_result import StrategyResult, have_superclasses  # noqa: E402
 
 MIN_LABEL_POINTS = 5.0  # the smallest class label still legible at 100 dpi: 100 classes get this
 MAX_LABEL_POINTS = 9.0  # the axis labels' own size: a class label never outgrows them

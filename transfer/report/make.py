@@ -8,7 +8,7 @@ from transfer.report.figures import draw_figures
 from transfer.report.layout import REPORT_PATH
 from transfer.report.page import report
 from transfer.report.plot_data import write_data
-from transfer.report.results import load_result
+from transfer.report.strategy_result import load_result
 
 
 def make_report(params: Params) -> None:

@@ -13,7 +13,7 @@ from transfer.report.layout import (
     figure_path,
     table_scores,
 )
-from transfer.report.results import StrategyResult, have_superclasses
+from transfer.report.strategy_result import StrategyResult, have_superclasses
 
 TOP_CONFUSED_PAIRS = 10  # rows of each strategy's most-confused table in the report
 

@@ -7,7 +7,7 @@ from transfer import paths
 from transfer.atomic import atomic_path, write_json
 from transfer.errors import UserError
 from transfer.report.layout import CONFUSION_PATH, EPOCHS_PATH, FINAL_SCORES_PATH, test_accuracies
-from transfer.report.results import StrategyResult, have_superclasses
+from transfer.report.strategy_result import StrategyResult, have_superclasses
 
 
 def final_score_rows(results: list[StrategyResult]) -> list[dict]:

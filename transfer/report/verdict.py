@@ -14,7 +14,7 @@ report.md's opening section, from the same rules:
 from transfer.atomic import write_json
 from transfer.config import IMAGENET_WEIGHTS, Params
 from transfer.report.layout import READABLE_DATASET_NAMES, VERDICT_PATH
-from transfer.report.results import StrategyResult
+from transfer.report.strategy_result import StrategyResult
 
 PRETRAINING_RESOLUTION = 224  # px: torchvision's ImageNet weights were trained on 224x224 crops
 # "Far below" pretraining: under half its side, a pretrained network sees objects at under a quarter of the

@@ -32,7 +32,7 @@ CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 @dataclass(frozen=True)
-class Patience:
+class RetryPolicy:
     """How long a download may take: attempts with exponential backoff, a per-read timeout, an overall deadline."""
 
     attempts: int = 5
@@ -79,19 +79,19 @@ def fetch(
     checksum: Checksum | None,
     max_bytes: int,
     offline_hint: str,
-    patience: Patience = Patience(),
+    retry: RetryPolicy = RetryPolicy(),
 ) -> None:
     """Download url to destination (at most max_bytes), resuming and retrying transient failures, then verify it."""
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise ValueError(f"fetch only handles http(s) URLs, got {url!r}")
-    if patience.attempts < 1:
-        raise ValueError(f"attempts must be at least 1, got {patience.attempts}")
+    if retry.attempts < 1:
+        raise ValueError(f"attempts must be at least 1, got {retry.attempts}")
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     part_path = destination.with_name(destination.name + ".part")
-    limits = _Limits(max_bytes, time.monotonic() + patience.deadline_seconds, patience)
+    limits = _Limits(max_bytes, time.monotonic() + retry.deadline_seconds, retry)
     reached_server = False
-    for attempt_index in range(patience.attempts):
+    for attempt_index in range(retry.attempts):
         try:
             _download_once(url, part_path, destination.name, limits)
             break
@@ -103,11 +103,11 @@ def fetch(
             raise
         except OSError as error:  # network errors are already converted, so this is the local disk
             raise UserError(f"cannot write {part_path}: {error.strerror or error}") from None
-        if attempt_index + 1 < patience.attempts:
-            delay = patience.backoff_seconds * 2**attempt_index
+        if attempt_index + 1 < retry.attempts:
+            delay = retry.backoff_seconds * 2**attempt_index
             limits.require_time_left(url, delay)
             print(
-                f"retrying {url} in {delay:.1f} s (attempt {attempt_index + 2}/{patience.attempts}): {reason}",
+                f"retrying {url} in {delay:.1f} s (attempt {attempt_index + 2}/{retry.attempts}): {reason}",
                 file=sys.stderr,
             )
             time.sleep(delay)
@@ -116,7 +116,7 @@ def fetch(
             host = urllib.parse.urlsplit(url).hostname
             raise UserError(f"cannot reach {host} to download {url} ({reason}); {offline_hint}")
         # The partial file stays so a rerun resumes instead of starting over.
-        raise UserError(f"download of {url} failed after {patience.attempts} attempts: {reason}")
+        raise UserError(f"download of {url} failed after {retry.attempts} attempts: {reason}")
     _verify_download(url, part_path, checksum)
     os.replace(part_path, destination)
 
@@ -127,18 +127,18 @@ class _Limits:
 
     max_bytes: int
     deadline: float  # time.monotonic() value
-    patience: Patience
+    retry: RetryPolicy
 
     def read_timeout(self, url: str) -> float:
         """The per-read timeout, shortened so that no read outlives the deadline."""
         self.require_time_left(url, 0.0)
-        return min(self.patience.timeout_seconds, self.deadline - time.monotonic())
+        return min(self.retry.timeout_seconds, self.deadline - time.monotonic())
 
     def require_time_left(self, url: str, seconds: float) -> None:
         """Raise UserError if the deadline comes before `seconds` from now; the partial file stays for a rerun."""
         if time.monotonic() + seconds >= self.deadline:
             raise UserError(
-                f"download of {url} did not finish within its {self.patience.deadline_seconds:g} s deadline "
+                f"download of {url} did not finish within its {self.retry.deadline_seconds:g} s deadline "
                 "(partial file kept: a rerun resumes)"
             )
 

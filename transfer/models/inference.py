@@ -1,7 +1,7 @@
 """Label image files with a trained model file: find the images, decode them at its stored size, rank the classes.
 
 Images of any size and mode are decoded exactly as the prepare stage decodes a folder dataset
-(transfer/image_decode.py: upright, RGB, the centred square at the stored size the model's training
+(transfer/datasets/image_decode.py: upright, RGB, the centred square at the stored size the model's training
 images had, 32 px for CIFAR), then resized and normalised by augment.normalize with the settings
 stored in the model file, exactly as training did.
 """
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from transfer.augment import Normalization
+from transfer.datasets.image_decode import decode_square, printable
 from transfer.errors import UserError
-from transfer.image_decode import decode_square, printable
-from transfer.model import build_inference_network
+from transfer.models.network import build_inference_network
+from transfer.training.augment import Normalization
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 

@@ -23,7 +23,7 @@ from transfer.config import (
     HeadConfig,
 )
 from transfer.errors import UserError
-from transfer.model import DEFAULT_ARCH, inference_architecture
+from transfer.models.network import DEFAULT_ARCH, inference_architecture
 
 MODEL_KEYS = ("state_dict", "class_names", "normalization", "config")  # of a models/<strategy>.pt file
 HEAD_KEYS = tuple(field.name for field in dataclasses.fields(HeadConfig))

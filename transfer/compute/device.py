@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
+from transfer.compute.precision import cpu_precision
 from transfer.config import ComputeConfig
 from transfer.errors import UserError
-from transfer.precision import cpu_precision
 
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with native bf16 math
 
@@ -75,7 +75,7 @@ def resolve_precision(name: str, device: torch.device, channels_last: bool = Fal
     """compute.precision -> autocast dtype; 'auto' picks bf16 only where it is fast.
 
     auto: bf16 on CUDA where supported; on a CPU with bf16 instructions whichever of bf16 and fp32
-    measured faster on this machine (transfer/precision.py: measured once, then read back); else fp32.
+    measured faster on this machine (transfer/compute/precision.py: measured once, then read back); else fp32.
     """
     if name == "fp32":
         return None

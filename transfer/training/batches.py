@@ -2,11 +2,11 @@
 
 import torch
 
-from transfer.augment import Normalization, augmented
+from transfer.compute.device import Compute
 from transfer.config import AugmentConfig
-from transfer.data import ImageSplit, ordered_batches
-from transfer.device import Compute
-from transfer.model import StrategyNet, evaluating
+from transfer.models.network import StrategyNet, evaluating
+from transfer.training.augment import Normalization, augmented
+from transfer.training.prepared_data import ImageSplit, ordered_batches
 
 MAX_FEATURE_CACHE_BYTES = 4 * 1024**3  # above this, frozen features are recomputed each epoch instead
 

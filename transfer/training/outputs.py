@@ -10,12 +10,12 @@ import shutil
 from transfer import paths
 from transfer.aggregate import combine_histories, combine_metrics
 from transfer.atomic import save_npz, save_torch, write_json
-from transfer.context import RunContext
-from transfer.data import PreparedData
-from transfer.device import Compute
-from transfer.model import StrategyNet
+from transfer.compute.device import Compute
+from transfer.models.network import StrategyNet
 from transfer.provenance import library_versions
-from transfer.runs import SeedRun, StrategyRuns, resolved_config
+from transfer.training.context import RunContext
+from transfer.training.prepared_data import PreparedData
+from transfer.training.runs import SeedRun, StrategyRuns, resolved_config
 
 
 def provenance(run: RunContext, model_seed: int) -> dict:

@@ -1,6 +1,6 @@
 """Training FLOPs of a strategy, counted by torch.utils.flop_counter.FlopCounterMode on one batch and scaled.
 
-What is counted is what a training run executes (transfer/recipe.py fit()), image by image:
+What is counted is what a training run executes (transfer/training/recipe.py fit()), image by image:
   - every epoch, each trained image (the full batches of data.shuffled_batches) runs forward through
     the frozen prefix, then forward and backward through the trainable blocks and the head; backward
     computes only the gradients autograd needs (none into the frozen prefix, none for the input);
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from transfer.batches import frozen_output
-from transfer.model import StrategyNet, backbone_blocks
+from transfer.models.network import StrategyNet, backbone_blocks
+from transfer.training.batches import frozen_output
 
 FLOP_COUNT_BATCH = 2  # images in the counted batch: FLOPs grow linearly with it; train-mode BatchNorm needs 2
 BATCH_KINDS = ("images", "features")  # where each step's input comes from: batches.ImageBatches or FeatureBatches

@@ -3,7 +3,7 @@
 Classes are the folder names under train/, in sorted order (label i is the i-th name). Images are
 found recursively inside each class folder, hidden files and folders (.DS_Store,
 .ipynb_checkpoints) left out; a file with another suffix is counted and named in the summary, never
-read. Every image is decoded (transfer/image_decode.py) by a pool of processes, one per core, in
+read. Every image is decoded (transfer/datasets/image_decode.py) by a pool of processes, one per core, in
 chunks written straight into one preallocated array: memory peaks at the arrays plus a few chunks.
 An unreadable image stops the stage with the count and the first names: training on a silently
 partial set would answer another question.
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from transfer.datasets.image_decode import decode_square, printable
 from transfer.errors import UserError
-from transfer.image_decode import decode_square, printable
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 TRAIN_DIR, TEST_DIR = "train", "test"

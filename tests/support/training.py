@@ -5,11 +5,11 @@ import dataclasses
 import numpy as np
 import torch
 
+from transfer.compute.device import Compute
 from transfer.config import Params, StrategyConfig
-from transfer.context import RunContext
-from transfer.data import PreparedData
-from transfer.device import Compute
-from transfer.recipe import PhasePlan
+from transfer.training.context import RunContext
+from transfer.training.prepared_data import PreparedData
+from transfer.training.recipe import PhasePlan
 
 FP32_CPU = Compute(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
 

@@ -14,8 +14,8 @@ import torch
 from transfer import paths
 from transfer.atomic import atomic_path
 from transfer.errors import UserError
-from transfer.model import build_inference_network
-from transfer.model_file import load_model_file
+from transfer.models.model_file import load_model_file
+from transfer.models.network import build_inference_network
 
 CHECK_BATCH = 4  # images in the self-check batch; 4 also shows the batch dimension is not fixed at export's 2
 CHECK_SEED = 0

@@ -14,14 +14,14 @@ from pathlib import Path
 import torch
 
 from transfer import paths
-from transfer.batches import caches_features
-from transfer.checkpoint import EpochCheckpoints, FitProgress, run_key
 from transfer.config import LrCandidate, Params, StrategyConfig
-from transfer.context import RunContext
-from transfer.evaluation import Scores, superclass_top1
-from transfer.flops import RunShape, cumulative_flops_by_epoch
-from transfer.model import StrategyNet, build_network, count_parameters, with_train_layers
-from transfer.recipe import fit, scores
+from transfer.models.network import StrategyNet, build_network, count_parameters, with_train_layers
+from transfer.training.batches import caches_features
+from transfer.training.checkpoint import EpochCheckpoints, FitProgress, run_key
+from transfer.training.context import RunContext
+from transfer.training.evaluation import Scores, superclass_top1
+from transfer.training.flops import RunShape, cumulative_flops_by_epoch
+from transfer.training.recipe import fit, score_network
 
 # Packages whose source is hashed into a checkpoint's key: code that can change a result.
 PROJECT_PACKAGES = ("stages", "transfer")
@@ -139,7 +139,7 @@ def train_seed(run: RunContext, lr_candidate: float | None = None) -> tuple[Seed
     if run.ranks.is_main:
         checkpoints.keep_finished(progress)  # until the strategy ends: a finished seed needs no optimizer state
     net.load_state_dict(progress.best_state)
-    test = scores(net, run.images("test"), run)
+    test = score_network(net, run.images("test"), run)
     metrics = final_metrics(test, progress, net, torch.from_numpy(run.data.fine_to_coarse))
     metrics["train_flops_by_epoch"] = training_flops_by_epoch(net, run)
     metrics["train_flops"] = metrics["train_flops_by_epoch"][-1]

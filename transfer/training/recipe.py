@@ -17,16 +17,16 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from transfer.batches import FeatureBatches, ImageBatches, cache_features, training_batches
-from transfer.checkpoint import EpochCheckpoints, FitProgress
+from transfer.compute.distributed import sum_over_ranks
 from transfer.config import PhaseConfig, TrainingConfig
-from transfer.context import RunContext
-from transfer.data import epoch_generator, shuffled_batches
-from transfer.distributed import sum_over_ranks
 from transfer.errors import UserError
-from transfer.evaluation import Scores, TopKAccuracy, evaluate
-from transfer.live import write_live_history
-from transfer.model import StrategyNet, with_train_layers
+from transfer.models.network import StrategyNet, with_train_layers
+from transfer.training.batches import FeatureBatches, ImageBatches, cache_features, training_batches
+from transfer.training.checkpoint import EpochCheckpoints, FitProgress
+from transfer.training.context import RunContext
+from transfer.training.evaluation import Scores, TopKAccuracy, evaluate
+from transfer.training.live_history import write_live_history
+from transfer.training.prepared_data import epoch_generator, shuffled_batches
 
 PROGRESS_EVERY_STEPS = 10  # steps between progress-bar loss updates (each reads the loss back from the device)
 
@@ -80,7 +80,7 @@ def phase_batches(net: StrategyNet, run: RunContext) -> tuple[ImageBatches | Fea
     return train_batches, val_images
 
 
-def scores(net: StrategyNet, batches: ImageBatches | FeatureBatches, run: RunContext) -> Scores:
+def score_network(net: StrategyNet, batches: ImageBatches | FeatureBatches, run: RunContext) -> Scores:
     """Loss, accuracies, confusion and top-5 predictions of net over every item of batches (eval mode)."""
     return evaluate(net, batches, run.params.compute.eval_batch_size, run.num_classes, run.compute, run.ranks)
 
@@ -216,7 +216,7 @@ def fit_phase(
         progress.images_trained += seen
         progress.train_seconds += time.perf_counter() - started
         scheduler.step()
-        val = scores(net, val_batches, run)
+        val = score_network(net, val_batches, run)
         progress.epoch_seconds.append(time.perf_counter() - started)
         record = EpochRecord(epoch, lr, train_loss, train_top1, val.loss, val.top1, val.top5)
         progress.history.append(history_row(record, plan.number))

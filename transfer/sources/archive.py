@@ -4,12 +4,12 @@ import shutil
 from pathlib import Path
 
 from transfer.atomic import atomic_path
-from transfer.cifar_format import TEST_IMAGES, TRAIN_IMAGES
 from transfer.config import DataConfig
+from transfer.datasets.cifar_format import TEST_IMAGES, TRAIN_IMAGES
 from transfer.digest import Checksum, verify_checksum
 from transfer.errors import UserError
-from transfer.fetch import fetch
-from transfer.synthetic_archive import write_synthetic_archive, write_synthetic_cifar10_archive
+from transfer.sources.fetch import fetch
+from transfer.sources.synthetic_archive import write_synthetic_archive, write_synthetic_cifar10_archive
 
 # The official archive is 169,001,437 bytes; a quarter more leaves room for a mirror's repacking at another
 # gzip level, and still stops a server that streams without end long before it fills a disk.

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from transfer.batches import FeatureBatches, ImageBatches
-from transfer.device import Compute
-from transfer.distributed import Ranks, sum_over_ranks
-from transfer.model import StrategyNet, evaluating
+from transfer.compute.device import Compute
+from transfer.compute.distributed import Ranks, sum_over_ranks
+from transfer.models.network import StrategyNet, evaluating
+from transfer.training.batches import FeatureBatches, ImageBatches
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transfer.cifar_format import (
+from transfer.datasets.cifar_format import (
     ARCHIVE_DIR,
     CIFAR10_ARCHIVE_DIR,
     CIFAR10_BATCH_IMAGES,

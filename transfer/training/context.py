@@ -3,12 +3,12 @@
 import dataclasses
 from dataclasses import dataclass
 
-from transfer.augment import Normalization
-from transfer.batches import ImageBatches
+from transfer.compute.device import Compute
+from transfer.compute.distributed import Ranks
 from transfer.config import LrCandidate, Params, StrategyConfig
-from transfer.data import PreparedData
-from transfer.device import Compute
-from transfer.distributed import Ranks
+from transfer.training.augment import Normalization
+from transfer.training.batches import ImageBatches
+from transfer.training.prepared_data import PreparedData
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 
 from transfer import paths
-from transfer.cifar_archive import CifarArchive
 from transfer.config import DataConfig
+from transfer.datasets.cifar_archive import CifarArchive
+from transfer.datasets.image_folder import LabelledFiles, decode_all, find_images
 from transfer.errors import UserError
-from transfer.image_folder import LabelledFiles, decode_all, find_images
 
 # The folder's test hold-out draws from its own stream of data.split_seed, apart from the validation draw's.
 TEST_DRAW = 1
@@ -59,7 +59,7 @@ def fine_to_coarse(fine_labels: np.ndarray, coarse_labels: np.ndarray, num_fine:
 
 
 def prepared_arrays(archive: CifarArchive, data: DataConfig) -> dict[str, np.ndarray]:
-    """The arrays of data/prepared/cifar100.npz (what transfer.data.load_prepared reads), by name."""
+    """The arrays of data/prepared/cifar100.npz (what transfer.training.prepared_data.load_prepared reads), by name."""
     train, test = archive.train, archive.test
     train_indices, val_indices = stratified_split(train.fine_labels, data.val_size, data.split_seed)
     if train.coarse_labels is None:  # CIFAR-10: no superclasses, so every class maps to -1

@@ -8,11 +8,11 @@ import torch
 from torchvision.models import ResNet18_Weights, ResNet34_Weights, ResNet50_Weights
 
 from transfer.atomic import atomic_path, save_torch
-from transfer.backbone import build_resnet, load_backbone_state
 from transfer.config import IMAGENET_WEIGHTS, RANDOM_WEIGHTS, ModelConfig
 from transfer.digest import Checksum
 from transfer.errors import UserError
-from transfer.fetch import fetch
+from transfer.models.backbone import build_resnet, load_backbone_state
+from transfer.sources.fetch import fetch
 
 IMAGENET_URL = ResNet18_Weights.IMAGENET1K_V1.url  # torchvision's IMAGENET1K_V1 release
 # The file name carries only 8 hex digits (32 bits) of its SHA-256; the full digest and size are pinned here.

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from transfer.atomic import atomic_path
-from transfer.cifar_format import (
+from transfer.datasets.cifar_format import (
     ARCHIVE_DIR,
     CIFAR10_ARCHIVE_DIR,
     CIFAR10_META_MEMBER,

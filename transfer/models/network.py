@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torchvision.models import ResNet
 
-from transfer.backbone import build_resnet, load_backbone_state
 from transfer.config import BACKBONE_BLOCKS, STEMS, HeadConfig, StrategyConfig
+from transfer.models.backbone import build_resnet, load_backbone_state
 
 FEATURE_SIZE = 512  # channels out of ResNet18's (and ResNet34's) layer4; ResNet50's is 2048 (read from its fc)
 DEFAULT_ARCH = "resnet18"  # what a model file written before model.arch existed holds

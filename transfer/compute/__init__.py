@@ -1,0 +1,1 @@
+"""Where and how the arithmetic runs: device, precision, memory layout, data-parallel processes."""

@@ -1,0 +1,1 @@
+"""The networks: the ResNet backbone, the strategy network built on it, model files, ONNX export and inference."""
