@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dvc.exceptions import InvalidArgumentError
 from dvc.utils.hydra import apply_overrides, get_hydra_sweeps
 
 from transfer import paths
@@ -100,21 +101,28 @@ def test_params_overrides_name_real_keys_with_valid_values(doc: str, overrides: 
     # Applied as `dvc exp run -S` applies them (Hydra's grammar, `+` to add a key, a comma list a queue
     # sweep), together with the command's other overrides, to the committed params.yaml.
     params_file = tmp_path / "params.yaml"
+    command = f"{doc}: dvc exp run -S {' -S '.join(overrides)}"
     for sweep in get_hydra_sweeps({str(params_file): overrides}):
         shutil.copyfile(ROOT / paths.PARAMS_PATH, params_file)
-        apply_overrides(params_file, sweep[str(params_file)])  # unknown key without +, or a + on a present one
         try:
+            apply_overrides(params_file, sweep[str(params_file)])  # an unknown key without +, a + on a present one
             parse_params(yaml.safe_load(params_file.read_text()))
+        except InvalidArgumentError as error:
+            pytest.fail(f"{command}: {error.__cause__}")
         except UserError as error:
-            pytest.fail(f"{doc}: dvc exp run -S {' -S '.join(overrides)}: {error}")
+            pytest.fail(f"{command}: {error}")
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=doc_id)
-def test_stage_modules_and_make_targets_exist(doc: Path):
-    shown = commands(doc.read_text())
-    modules = {name for command in shown for name in STAGE_MODULE.findall(command)}
+def test_stage_modules_exist(doc: Path):
+    modules = {name for command in commands(doc.read_text()) for name in STAGE_MODULE.findall(command)}
     missing = sorted(name for name in modules if not (ROOT / "stages" / f"{name}.py").is_file())
     assert not missing, f"{doc_id(doc)} runs python -m stages.<name> for missing modules: {missing}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=doc_id)
+def test_make_targets_exist(doc: Path):
+    shown = commands(doc.read_text())
     targets = {name for command in shown for name in MAKE_TARGET.findall(command)}
     missing = sorted(targets - makefile_targets() - PENDING_MAKE_TARGETS)
     assert not missing, f"{doc_id(doc)} names make targets the Makefile lacks: {missing}"
