@@ -2,7 +2,8 @@
 
 Every `-S` override of a `dvc exp run` names a key params.yaml has (or adds one with a leading `+`) and, applied
 as DVC applies it, gives params that pass the config's validation; every `python -m stages.<name>` and
-`make <target>` exists; every relative link reaches its file and heading. No DVC command runs, nothing trains.
+`make <target>` exists; every relative link reaches its file and heading; every project file named exists, and
+docs/architecture.md names every library module. No DVC command runs, nothing trains.
 """
 
 import re
@@ -34,6 +35,9 @@ STAGE_MODULE = re.compile(r"-m stages\.([a-z_]+)")
 MAKE_TARGET = re.compile(r"(?:^|[\s;&|(])make ([a-z][\w-]*)")
 SET_PARAM_FLAGS = ("-S", "--set-param")
 MAKE_RULE = re.compile(r"^([A-Za-z][\w-]*)\s*:(?!=)", re.MULTILINE)
+# A path under one of the project's folders, as docs name files in inline code.
+PROJECT_FILE = re.compile(r"\b((?:transfer|stages|tests|tools|benchmarks|vendor|\.dvc|\.ci)/[\w./<>*-]*\w)")
+ARCHITECTURE_PAGE = "docs/architecture.md"
 
 
 def doc_id(path: Path) -> str:
@@ -150,3 +154,18 @@ def test_pending_entries_are_still_missing():
     arrived = sorted(page for page in PENDING_PAGES if (ROOT / page).exists())
     arrived += sorted(makefile_targets() & PENDING_MAKE_TARGETS)
     assert not arrived, f"now in the project, remove from PENDING_PAGES / PENDING_MAKE_TARGETS: {arrived}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=doc_id)
+def test_named_project_files_exist(doc: Path):
+    named = {path for span in INLINE_CODE.findall(doc.read_text()) for path in PROJECT_FILE.findall(span)}
+    missing = sorted(path for path in named if "<" not in path and "*" not in path and not (ROOT / path).exists())
+    assert not missing, f"{doc_id(doc)} names files that do not exist: {missing}"
+
+
+def test_architecture_page_names_every_library_module():
+    # The module index is the one place a newcomer finds a module by its job; a new module must appear there.
+    page = (ROOT / ARCHITECTURE_PAGE).read_text()
+    modules = [path for path in (ROOT / "transfer").rglob("*.py") if path.name != "__init__.py"]
+    missing = sorted(str(path.relative_to(ROOT)) for path in modules if path.name not in page)
+    assert not missing, f"{ARCHITECTURE_PAGE} does not list: {missing}"
