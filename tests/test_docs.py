@@ -36,7 +36,7 @@ MAKE_TARGET = re.compile(r"(?:^|[\s;&|(])make ([a-z][\w-]*)")
 SET_PARAM_FLAGS = ("-S", "--set-param")
 MAKE_RULE = re.compile(r"^([A-Za-z][\w-]*)\s*:(?!=)", re.MULTILINE)
 # A path under one of the project's folders, as docs name files in inline code.
-PROJECT_FILE = re.compile(r"\b((?:transfer|stages|tests|tools|benchmarks|vendor|\.dvc|\.ci)/[\w./<>*-]*\w)")
+PROJECT_FILE = re.compile(r"(?<![\w/])((?:transfer|stages|tests|tools|benchmarks|vendor|\.dvc|\.ci)/[\w./<>*-]*\w)")
 ARCHITECTURE_PAGE = "docs/architecture.md"
 
 
@@ -158,7 +158,8 @@ def test_pending_entries_are_still_missing():
 
 @pytest.mark.parametrize("doc", DOCS, ids=doc_id)
 def test_named_project_files_exist(doc: Path):
-    named = {path for span in INLINE_CODE.findall(doc.read_text()) for path in PROJECT_FILE.findall(span)}
+    spans = INLINE_CODE.findall(FENCE.sub("", doc.read_text()))
+    named = {path for span in spans for path in PROJECT_FILE.findall(span)}
     missing = sorted(path for path in named if "<" not in path and "*" not in path and not (ROOT / path).exists())
     assert not missing, f"{doc_id(doc)} names files that do not exist: {missing}"
 
