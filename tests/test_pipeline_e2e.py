@@ -29,7 +29,7 @@ LEARNED_TOP1 = 5 * CHANCE_TOP1
 SCORES = ("test_top1", "test_top1_coarse", "test_top5", "test_loss", "best_val_top1", "best_epoch")  # seed means
 HISTORY_COLUMNS = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
 CHEAP_STRATEGY = "probe"  # head only on cached features: an experiment that retrains it costs a second
-# The README's readable `dvc exp show`: only what differs between the rows, plus every strategy's test top-1
+# docs/experiments.md's readable `dvc exp show`: only what differs between the rows, plus every strategy's test top-1
 # and the verdict's answer even where they did not change.
 README_EXP_SHOW_FLAGS = ("--only-changed", "--drop", "models/|predictions|results", "--keep", "best|test_top1\\.")
 QUEUE_TIMEOUT_SECONDS = 600
@@ -211,16 +211,16 @@ def test_exp_run_with_new_lr_retrains_only_the_train_stages_and_shows_in_exp_sho
 
 
 def assert_readable_exp_show(repo: Repo, strategies: list[str]) -> None:
-    """The README's experiments table (after one experiment): at most 25 columns, every strategy's test top-1."""
+    """The table of docs/experiments.md (after one experiment): at most 25 columns, every strategy's test top-1."""
     table = list(csv.reader(io.StringIO(repo.dvc("exp", "show", "--csv", *README_EXP_SHOW_FLAGS))))
     header, rows = table[0], table[1:]
     assert len(header) <= 25, header
     assert {f"test_top1.{strategy}" for strategy in strategies} <= set(header), header
     assert "best" in header and "strategy.lr" in header, header  # the answer, and the param that changed
     assert len(rows) >= 3  # workspace, the baseline commit and the experiment
-    # The README shows exactly these flags.
-    readme = (paths.PROJECT_ROOT / "README.md").read_text()
-    assert "dvc exp show " + " ".join(shlex.quote(flag) for flag in README_EXP_SHOW_FLAGS) in readme
+    # docs/experiments.md shows exactly these flags.
+    page = (paths.PROJECT_ROOT / "docs" / "experiments.md").read_text()
+    assert "dvc exp show " + " ".join(shlex.quote(flag) for flag in README_EXP_SHOW_FLAGS) in page
 
 
 def test_changing_one_strategy_reruns_only_its_stage_and_plots(e2e_repo: Repo):
