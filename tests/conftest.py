@@ -1,19 +1,93 @@
-"""Fixtures shared by test files."""
+"""Fixtures shared by test files, the `pipeline` tier and how pytest-xdist workers share the machine."""
 
 import dataclasses
 import http.server
+import json
 import os
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree
+from tests.support.project import PIPELINE_TIMEOUT_SECONDS, WATCHED_STRATEGY, Repo, params_tree
 from transfer import paths
 
 ARCHIVE_URL_PATH = "/cifar-100-python.tar.gz"
 # The checkout's own outputs: a test writes under a temporary directory, never here.
 CHECKOUT_OUTPUTS = (paths.RESULTS_DIR, paths.PLOTS_DIR, paths.MODELS_DIR, paths.PREDICTIONS_DIR, paths.CHECKPOINTS_DIR)
+
+
+PIPELINE = "pipeline"
+E2E_GROUP = "e2e"  # every test on the shared e2e repository runs on one xdist worker: the repository is built once
+HISTORY_POLL_SECONDS = 0.05  # an epoch of scratch on the test params takes seconds on 2 CPU cores
+# What trains through a stage process: a test that starts one belongs to the pipeline tier. `dvc plots` or
+# `dvc status` train nothing; these dvc commands can.
+TRAINING_COMMANDS = ("stages.train", "torchrun")
+TRAINING_DVC_COMMANDS = ("repro", "exp", "queue")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker (and the processes it starts) gets its share of the CPU cores.
+
+    Two workers each using every core would fight over them; torch's default is one thread per core.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[variable] = threads  # inherited by stage, dvc and torchrun processes
+        torch.set_num_threads(int(threads))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests on the shared e2e repository are pipeline tests of one xdist group; groups with pipelines run first.
+
+    With `--dist loadgroup` a group (a test module, or every test on the e2e repository) is a unit of work:
+    module-scoped fixtures and the e2e repository are built once, and the slow groups start first so that
+    none of them finishes last alone.
+    """
+    groups = {}
+    for item in items:
+        if "e2e_baseline" in item.fixturenames:
+            item.add_marker(PIPELINE)
+            groups[item] = E2E_GROUP
+        else:
+            groups[item] = item.path.stem
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    rank = {}  # 0: the e2e group, 1: a group with a pipeline test, 2: the rest
+    for item in items:
+        item_rank = 0 if groups[item] == E2E_GROUP else 1 if item.get_closest_marker(PIPELINE) else 2
+        rank[groups[item]] = min(rank.get(groups[item], 2), item_rank)
+    items.sort(key=lambda item: rank[groups[item]])  # stable: a module's tests stay in their order
+
+
+@pytest.fixture(autouse=True)
+def training_commands_only_in_the_pipeline_tier(request, monkeypatch):
+    """Fail a test outside the `pipeline` tier that starts `dvc repro/exp/queue`, the train stage or torchrun.
+
+    The fast tier (`-m "not pipeline"`) stays fast only while every such test carries the marker.
+    """
+    if request.node.get_closest_marker(PIPELINE):
+        yield
+        return
+    real_init = subprocess.Popen.__init__
+
+    def checked_init(self, arguments, *rest, **keywords):
+        words = [arguments] if isinstance(arguments, (str, bytes, os.PathLike)) else list(arguments)
+        names = [Path(os.fsdecode(word)).name for word in words]
+        trains = any(name in TRAINING_COMMANDS for name in names) or (
+            names[0] == "dvc" and len(names) > 1 and names[1] in TRAINING_DVC_COMMANDS
+        )
+        if trains:
+            pytest.fail(f"{request.node.nodeid} runs {' '.join(names[:3])}: mark it @pytest.mark.{PIPELINE}")
+        real_init(self, arguments, *rest, **keywords)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", checked_init)
+    yield
 
 
 def output_snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -67,26 +141,85 @@ def start_http_server():
         thread.join(timeout=5)
 
 
-@dataclasses.dataclass(frozen=True)
+def workspace_state(repo: Repo) -> tuple[str, dict[str, tuple[int, int]]]:
+    """HEAD and every workspace file's (size, modification time in ns): what a test may have changed.
+
+    DVC's cache and temporary files are left out: reading commands (status, plots show) write there.
+    """
+    skipped = {repo.root / ".git", repo.root / ".dvc" / "cache", repo.root / ".dvc" / "tmp"}
+    files = {}
+    for directory, folders, names in os.walk(repo.root):
+        folders[:] = [name for name in folders if Path(directory, name) not in skipped]
+        for name in names:
+            status = Path(directory, name).stat()
+            files[os.path.join(directory, name)] = (status.st_size, status.st_mtime_ns)
+    return repo.head(), files
+
+
+@dataclasses.dataclass
 class Baseline:
-    """The shared end-to-end repository after one `dvc repro` of TEST_PARAMS, committed."""
+    """The shared end-to-end repository after one `dvc repro` of TEST_PARAMS, committed, and its workspace state.
+
+    history_rows_seen: the row counts WATCHED_STRATEGY's seed-0 history.json showed while that repro ran.
+    """
 
     repo: Repo
     commit: str
+    state: tuple
+    history_rows_seen: set[int]
+
+
+def repro_watching_history(repo: Repo, log_path: Path) -> set[int]:
+    """`dvc repro` of every stage, reading WATCHED_STRATEGY's seed-0 history.json while it runs: the row counts seen.
+
+    Its output goes to log_path (a pipe could fill up while this loop reads the history).
+    """
+    history = repo.root / paths.seed_dir(WATCHED_STRATEGY, 0) / paths.HISTORY_FILE
+    seen = set()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dvc"), "repro"],
+            cwd=repo.root,
+            env=repo.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + PIPELINE_TIMEOUT_SECONDS
+        try:
+            while process.poll() is None and time.monotonic() < deadline:
+                try:
+                    seen.add(len(json.loads(history.read_text())))
+                except FileNotFoundError:
+                    pass  # not written yet (or removed by DVC before the run); atomic writes never show half a file
+                time.sleep(HISTORY_POLL_SECONDS)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+    if process.returncode != 0:
+        pytest.fail(f"dvc repro exited {process.returncode}\n{log_path.read_text()}")
+    return seen
 
 
 @pytest.fixture(scope="session")
 def e2e_baseline(tmp_path_factory) -> Baseline:
     """Built once per test session: a git + DVC copy of the project, `dvc repro` of TEST_PARAMS, committed."""
-    repo = Repo.create(tmp_path_factory.mktemp("e2e") / "project", params_tree())
-    repo.dvc("repro", timeout=PIPELINE_TIMEOUT_SECONDS)  # every stage of every strategy
+    folder = tmp_path_factory.mktemp("e2e")
+    repo = Repo.create(folder / "project", params_tree())
+    history_rows_seen = repro_watching_history(repo, folder / "repro.log")  # every stage of every strategy
     repo.run("git", "add", "-A")
     repo.run("git", "commit", "-qm", "baseline run")
-    return Baseline(repo, repo.head())
+    return Baseline(repo, repo.head(), workspace_state(repo), history_rows_seen)
 
 
 @pytest.fixture
 def e2e_repo(e2e_baseline) -> Repo:
-    """The shared end-to-end repository, reset to its baseline run (whatever an earlier test changed)."""
-    e2e_baseline.repo.reset_to(e2e_baseline.commit)
-    return e2e_baseline.repo
+    """The shared end-to-end repository as its baseline run; whatever a test changed is reset after it.
+
+    A test that only reads the repository costs no reset (three commands): its files and HEAD are unchanged.
+    """
+    yield e2e_baseline.repo
+    if workspace_state(e2e_baseline.repo) != e2e_baseline.state:
+        e2e_baseline.repo.reset_to(e2e_baseline.commit)
+        e2e_baseline.state = workspace_state(e2e_baseline.repo)  # restored files have new modification times

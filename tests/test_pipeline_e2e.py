@@ -18,7 +18,13 @@ import pytest
 import torch
 import yaml
 
-from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree, processes_under
+from tests.support.project import (
+    PIPELINE_TIMEOUT_SECONDS,
+    WATCHED_STRATEGY,
+    Repo,
+    params_tree,
+    processes_under,
+)
 from transfer import paths
 from transfer.report import layout
 
@@ -138,6 +144,15 @@ def test_repro_trains_every_strategy_and_learns(e2e_repo: Repo):
     for data_file in (layout.EPOCHS_PATH, layout.CONFUSION_PATH):
         assert {row["strategy"] for row in e2e_repo.read_json(data_file)} == set(e2e_repo.strategies()), data_file
     assert "| deep | yes | layer4 + head |" in (e2e_repo.root / layout.REPORT_PATH).read_text()
+
+
+def test_seed_history_shows_each_epoch_before_the_stage_ends(e2e_baseline):
+    # Read while the baseline's `dvc repro` trained (tests/conftest.py): the running seed's history.json
+    # held its first epoch before the stage ended, and every epoch at the end.
+    repo, epochs = e2e_baseline.repo, e2e_baseline.repo.params()["strategy"]["epochs"]
+    assert epochs >= 2 and set(range(1, epochs)) <= e2e_baseline.history_rows_seen
+    assert len(repo.read_json(paths.seed_dir(WATCHED_STRATEGY, 0) / paths.HISTORY_FILE)) == epochs
+    assert [row["epoch"] for row in repo.read_json(paths.history_path(WATCHED_STRATEGY))] == list(range(1, epochs + 1))
 
 
 def test_second_repro_reruns_nothing(e2e_repo: Repo):
