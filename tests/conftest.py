@@ -26,7 +26,7 @@ E2E_GROUP = "e2e"  # every test on the shared e2e repository runs on one xdist w
 HISTORY_POLL_SECONDS = 0.05  # an epoch of scratch on the test params takes seconds on 2 CPU cores
 # What trains through a stage process: a test that starts one belongs to the pipeline tier. `dvc plots` or
 # `dvc status` train nothing; these dvc commands can.
-TRAINING_COMMANDS = ("stages.train", "torchrun")
+TRAINING_COMMANDS = ("stages.train", "torchrun", "torch.distributed.run", "benchmarks.throughput")
 TRAINING_DVC_COMMANDS = ("repro", "exp", "queue")
 
 
@@ -79,8 +79,11 @@ def training_commands_only_in_the_pipeline_tier(request, monkeypatch):
     def checked_init(self, arguments, *rest, **keywords):
         words = [arguments] if isinstance(arguments, (str, bytes, os.PathLike)) else list(arguments)
         names = [Path(os.fsdecode(word)).name for word in words]
-        trains = any(name in TRAINING_COMMANDS for name in names) or (
-            names[0] == "dvc" and len(names) > 1 and names[1] in TRAINING_DVC_COMMANDS
+        module = names[names.index("-m") + 1] if "-m" in names[:-1] else ""  # python -m <module>
+        trains = (
+            names[0] in TRAINING_COMMANDS
+            or module in TRAINING_COMMANDS
+            or (names[0] == "dvc" and len(names) > 1 and names[1] in TRAINING_DVC_COMMANDS)
         )
         if trains:
             pytest.fail(f"{request.node.nodeid} runs {' '.join(names[:3])}: mark it @pytest.mark.{PIPELINE}")

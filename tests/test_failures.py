@@ -132,9 +132,10 @@ def assert_left_nothing(project: Project, *outputs: Path) -> None:
 TRAIN_OUTPUTS = (paths.model_path("deep"), paths.results_dir("deep"), paths.checkpoint_dir("deep"))
 
 
-def test_misspelt_key_names_it_and_suggests_the_real_one(project: Project):
+def test_misspelt_key_names_it_and_suggests_the_real_one(project: Project, monkeypatch, capsys):
     project.write_params({"strategy": {"lrr": 0.1}})
-    message = error_line(project.run("train", "deep"))  # the train command's exit-code contract
+    # In this process: the train command's exit status is checked by the diverging-loss test below.
+    message = error_line(project.run_in_process("train", monkeypatch, capsys, "deep")[0])
     assert "'strategy.lrr'" in message
     assert "did you mean 'strategy.lr'?" in message
     assert_left_nothing(project, *TRAIN_OUTPUTS)
@@ -344,7 +345,7 @@ def test_diverging_loss_stops_training_with_epoch_step_and_lr(project: Project):
     )
     project.run_ok("download")
     project.run_ok("prepare")
-    message = error_line(project.run("train", "scratch"))
+    message = error_line(project.run("train", "scratch"))  # the train command's exit-code contract
     assert message.startswith("train@scratch seed 0 epoch 1/2: the loss became "), message
     assert re.search(r"by step \d+ at lr 1e\+12;", message), message
     assert "strategy.lr" in message
