@@ -22,7 +22,6 @@ CHECKOUT_OUTPUTS = (paths.RESULTS_DIR, paths.PLOTS_DIR, paths.MODELS_DIR, paths.
 
 
 PIPELINE = "pipeline"
-E2E_GROUP = "e2e"  # every test on the shared e2e repository runs on one xdist worker: the repository is built once
 HISTORY_POLL_SECONDS = 0.05  # an epoch of scratch on the test params takes seconds on 2 CPU cores
 # What trains through a stage process: a test that starts one belongs to the pipeline tier. `dvc plots` or
 # `dvc status` train nothing; these dvc commands can.
@@ -43,27 +42,24 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(int(threads))
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests on the shared e2e repository are pipeline tests of one xdist group; groups with pipelines run first.
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """A test on the shared e2e repository trains through DVC: it belongs to the pipeline tier."""
+    if "e2e_baseline" in item.fixturenames:
+        item.add_marker(PIPELINE)
 
-    With `--dist loadgroup` a group (a test module, or every test on the e2e repository) is a unit of work:
-    module-scoped fixtures and the e2e repository are built once, and the slow groups start first so that
-    none of them finishes last alone.
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with e2e tests first, then the other files with pipeline tests, then the rest.
+
+    Under `--dist loadfile` a file is a unit of work: the slow files start first, so that none of them
+    finishes last alone, and both workers build their e2e repository (a session fixture: one per worker)
+    at the same time, at the start.
     """
-    groups = {}
+    rank = {}  # 0: a file with an e2e test, 1: with a pipeline test, 2: the rest
     for item in items:
-        if "e2e_baseline" in item.fixturenames:
-            item.add_marker(PIPELINE)
-            groups[item] = E2E_GROUP
-        else:
-            groups[item] = item.path.stem
-        item.add_marker(pytest.mark.xdist_group(groups[item]))
-    rank = {}  # 0: the e2e group, 1: a group with a pipeline test, 2: the rest
-    for item in items:
-        item_rank = 0 if groups[item] == E2E_GROUP else 1 if item.get_closest_marker(PIPELINE) else 2
-        rank[groups[item]] = min(rank.get(groups[item], 2), item_rank)
-    items.sort(key=lambda item: rank[groups[item]])  # stable: a module's tests stay in their order
+        item_rank = 0 if "e2e_baseline" in item.fixturenames else 1 if item.get_closest_marker(PIPELINE) else 2
+        rank[item.path] = min(rank.get(item.path, 2), item_rank)
+    items.sort(key=lambda item: rank[item.path])  # stable: a file's tests stay together, in their order
 
 
 @pytest.fixture(autouse=True)
