@@ -22,6 +22,8 @@ CHECKOUT_OUTPUTS = (paths.RESULTS_DIR, paths.PLOTS_DIR, paths.MODELS_DIR, paths.
 
 
 PIPELINE = "pipeline"
+# The two files that take longest, one for each xdist worker at the start (their e2e tests retrain most).
+SLOWEST_FILES = ("test_pipeline_experiments.py", "test_pipeline_e2e.py")
 HISTORY_POLL_SECONDS = 0.05  # an epoch of scratch on the test params takes seconds on 2 CPU cores
 # What trains through a stage process: a test that starts one belongs to the pipeline tier. `dvc plots` or
 # `dvc status` train nothing; these dvc commands can.
@@ -55,10 +57,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     finishes last alone, and both workers build their e2e repository (a session fixture: one per worker)
     at the same time, at the start.
     """
-    rank = {}  # 0: a file with an e2e test, 1: with a pipeline test, 2: the rest
+    rank = {}  # 0, 1: the two slowest files; 2: a file with an e2e test, 3: with a pipeline test, 4: the rest
     for item in items:
-        item_rank = 0 if "e2e_baseline" in item.fixturenames else 1 if item.get_closest_marker(PIPELINE) else 2
-        rank[item.path] = min(rank.get(item.path, 2), item_rank)
+        item_rank = 2 if "e2e_baseline" in item.fixturenames else 3 if item.get_closest_marker(PIPELINE) else 4
+        if item.path.name in SLOWEST_FILES:
+            item_rank = SLOWEST_FILES.index(item.path.name)
+        rank[item.path] = min(rank.get(item.path, 4), item_rank)
     items.sort(key=lambda item: rank[item.path])  # stable: a file's tests stay together, in their order
 
 
