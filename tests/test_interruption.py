@@ -17,6 +17,8 @@ import yaml
 from tests.support.project import copy_code, merge, params_tree, write_params
 from transfer import paths
 
+pytestmark = pytest.mark.pipeline  # every test here trains through a stage process or DVC
+
 STRATEGY = "deep"
 EPOCHS = 2
 SEEDS = [0, 1]

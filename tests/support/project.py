@@ -27,6 +27,8 @@ COMMAND_TIMEOUT_SECONDS = 600
 # A guard against hangs, not a timed assertion: well above what a command that trains every strategy of
 # TEST_PARAMS takes on a 2-core CPU shared with other jobs.
 PIPELINE_TIMEOUT_SECONDS = 1800
+# The e2e repository's `dvc repro` (tests/conftest.py) reads this strategy's seed history while it trains.
+WATCHED_STRATEGY = "scratch"
 
 # A complete, valid params tree for a run of seconds per strategy: synthetic data in the real
 # archive's format, random stand-in weights, tiny sizes. Its strategies use every kind of strategy
