@@ -187,6 +187,16 @@ def status_lines(answer: dict, subject: str) -> list[str]:
     return lines
 
 
+def cheapest_line(answer: dict) -> str:
+    """The cheap pick among best and equivalent, or why there is none but the best."""
+    if not names_with(answer, EQUIVALENT):
+        return f"- Cheapest pick: {answer['best']} itself; no other strategy is shown equivalent to it."
+    return (
+        f"- Cheapest of the best and the equivalent: {answer['cheapest_flops']} in training FLOPs, "
+        f"{answer['cheapest_seconds']} in seconds per seed."
+    )
+
+
 def recipe_requirement(answer: dict) -> str:
     """networks: what an answer about the strategies would take, costed from this run's seconds per seed."""
     basis = answer["basis"][0]
@@ -249,10 +259,7 @@ def verdict_section(answer: dict) -> str:
             f"- **Best network: {best}'s**, test top-1 {top1:.4f}.",
             *status_lines(answer, f"{best}'s"),
         ]
-    lines.append(
-        f"- Cheapest of the best and the equivalent: {answer['cheapest_flops']} in training FLOPs, "
-        f"{answer['cheapest_seconds']} in seconds per seed."
-    )
+    lines.append(cheapest_line(answer))
     lines += [line for line in [sensitivity_line(answer)] if line]
     if answer["claims_for"] != "recipes":
         lines.append(recipe_requirement(answer))
