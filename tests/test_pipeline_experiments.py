@@ -61,14 +61,17 @@ def test_exp_run_with_new_lr_retrains_only_the_train_stages_and_shows_in_exp_sho
     assert revisions[0]["params"]["params.yaml"]["data"]["strategy"]["lr"] == new_lr
     verdict = e2e_repo.read_json(layout.VERDICT_PATH)
     assert list(revisions[0]["metrics"]) == [str(layout.VERDICT_PATH)]
-    # The caveats are a list, which DVC leaves out: the table stays narrow, the file and report hold them.
+    # Lists (caveats, comparisons, basis) DVC leaves out: the table stays narrow, the file and report hold them.
+    # So it does nulls (seeds_for_one_point with one seed): `dvc exp show` prints "-" there.
     assert revisions[0]["metrics"][str(layout.VERDICT_PATH)]["data"] == {
-        key: value for key, value in verdict.items() if key != "caveats"
+        key: value for key, value in verdict.items() if not isinstance(value, list) and value is not None
     }
     assert isinstance(verdict["caveats"], list) and len(verdict["caveats"]) == verdict["num_caveats"]
-    # Its columns: 5 of the answer and two per strategy (15 with the five default strategies).
-    scalar_columns = [key for key, value in verdict.items() if not isinstance(value, (list, dict))]
-    assert len(scalar_columns) + len(verdict["test_top1"]) + len(verdict["test_top1_std"]) == 5 + 2 * len(strategies)
+    # Its columns: 7 of the answer and three per strategy (status, test top-1 and its sd: 22 with five strategies).
+    scalar_columns = [key for key, value in verdict.items() if not isinstance(value, (list, dict))]  # nulls too
+    per_strategy = [verdict[key] for key in ("status", "test_top1", "test_top1_std")]
+    assert len(scalar_columns) + sum(map(len, per_strategy)) == 7 + 3 * len(strategies)
+    assert verdict["claims_for"] == "networks"  # the test params train one seed
     assert verdict["best"] in strategies
     assert verdict["test_top1"] == {strategy: changed[strategy]["test_top1"] for strategy in strategies}
     assert_readable_exp_show(e2e_repo, strategies)

@@ -76,6 +76,7 @@ TEST_PARAMS = {
         "step_epochs": 5,
         "gamma": 0.1,
     },
+    "report": {"equivalence_margin": 0.01},
     "strategies": {
         # An lr list: two candidates on the first seed, the better on validation kept.
         "shallow": {"pretrained": True, "train_layers": [], "augment": True, "lr": [0.05, 0.2]},

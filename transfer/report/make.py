@@ -16,14 +16,20 @@ def make_report(params: Params) -> None:
     results = [load_result(strategy) for strategy in params.strategies.values()]
     # Read and checked before anything is written: a bad predictions file leaves plots/ as it was.
     names = [result.strategy.name for result in results]
-    pairs = comparison.compare_strategies(
-        {result.strategy.name: result.metrics for result in results},
-        {result.strategy.name: result.confusion["seeds"] for result in results},
+    loaded = (
+        comparison.load_strategies(
+            {result.strategy.name: result.metrics for result in results},
+            {result.strategy.name: result.confusion["seeds"] for result in results},
+        )
+        if len(results) >= 2
+        else {}  # nothing to compare: one strategy needs no predictions
     )
+    pairs = comparison.compare_strategies(loaded)
     write_data(results)
     draw_figures(results)
     cost_rows, cost_section = cost.write_cost(results)
-    opening = verdict.write_verdict(params, results, pairs, cost_rows)
+    top1 = {name: predictions.top1_correct for name, predictions in loaded.items()}  # params.yaml's order
+    opening = verdict.write_verdict(params, results, top1, cost_rows)
     sections = comparison.write_comparison(pairs, names) + "\n" + cost_section
     with atomic_path(REPORT_PATH) as temp_path:
         temp_path.write_text(report(params, results, opening) + "\n" + sections)
