@@ -10,8 +10,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from transfer.compute.device import out_of_memory_as_user_error, resolve_device
 from transfer.errors import UserError, run_stage
 from transfer.models.inference import format_table, image_files, read_images, top_classes
@@ -42,9 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     good, images, unreadable = read_images(files, checkpoint["normalization"]["stored_size"])
     problems += unreadable
     with out_of_memory_as_user_error("predict", advice="lower --batch-size"):
-        ranked = (
-            top_classes(checkpoint, torch.stack(images), arguments.top, device, arguments.batch_size) if images else []
-        )
+        ranked = top_classes(checkpoint, images, arguments.top, device, arguments.batch_size) if good else []
     labels = list(zip(good, ranked, strict=True))
     if arguments.json:
         # The key stays "top5" whatever --top is: the documented format, so parsers need no flag-dependent key.
