@@ -21,16 +21,16 @@ import stat
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from transfer.errors import UserError
 from transfer.printable import printable
 
-# 50 megapixels: a large phone photo. Decoding the worst such image (16-bit gray) peaks at about MAX_PIXELS_PEAK_MB
-# of memory per decoding process (docs/crafted-inputs.md: how it was measured). PIL's own bomb check starts at
-# 89 megapixels and only warns below 179.
+# 50 megapixels: a large phone photo. Decoding the worst such image (7000x7000, 16-bit gray or palette PNG) grows
+# a process's peak memory by 423 MiB (docs/crafted-inputs.md: how it was measured); MAX_PIXELS_PEAK_MB bounds it in
+# the tests. PIL's own bomb check starts at 89 megapixels and only warns below 179.
 MAX_PIXELS = 50_000_000
-MAX_PIXELS_PEAK_MB = 600
+MAX_PIXELS_PEAK_MB = 480
 # Pillow's names of the formats the docs promise (prepare: .jpg .png .webp .bmp; predict also .gif .tif): nothing
 # else is even probed. A phone's multi-picture JPEG (MPO) opens through JPEG.
 DECODED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
@@ -65,6 +65,11 @@ def decode_square(path: Path, size: int) -> np.ndarray:
                 square = _square(image, size) if refusal is None else None
         except _Refused as refused:
             refusal = str(refused)
+        except UnidentifiedImageError:  # its words name the file object, not the file; ours say what is accepted
+            raise UserError(
+                f"{printable(path)}: not a readable image "
+                f"(not one of the formats decoded: {', '.join(DECODED_FORMATS)})"
+            ) from None
         except Exception as error:  # decoders raise many types on crafted files (SyntaxError, struct.error, ...)
             # The decoder's own words say what is wrong (e.g. "image file is truncated"); bounded, one line.
             detail = str(error).splitlines()[0][:REASON_CHARACTERS] if str(error) else ""
@@ -127,7 +132,8 @@ def _square(image: Image.Image, size: int) -> np.ndarray:
             f"decoded to {image.width}x{image.height} pixels (its header said {width}x{height}), "
             f"more than the {MAX_PIXELS} this project decodes"
         )
-    image = _as_rgb(ImageOps.exif_transpose(image))
+    ImageOps.exif_transpose(image, in_place=True)  # in place: a copy of the decoded image would double its memory
+    image = _as_rgb(image)
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     resized = image.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))

@@ -18,6 +18,7 @@ import math
 import os
 import stat
 import struct
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,7 +57,9 @@ def load_model_file(path: Path) -> dict:
     try:
         record_bytes = _check_archive(path)
         # Memory-mapped: the tensors' bytes stay in the file until the checks below have bounded them.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        with warnings.catch_warnings():  # torch warns on sparse and quantized tensors: the check below refuses them
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError:
         raise UserError(f"{shown}: no such model file") from None
     except _Invalid as error:
