@@ -94,7 +94,7 @@ def _refusal(image: Image.Image, file) -> str | None:
             f"{image.format} image of mode {image.mode}, which this project does not decode "
             "(8-bit or 16-bit per channel only); convert it to 8-bit RGB first"
         )
-    if image.format == "JPEG":
+    if image.format in ("JPEG", "MPO"):  # a multi-picture JPEG opens as MPO
         scans = _jpeg_scans(file)
         if scans > MAX_JPEG_SCANS:
             return (
@@ -110,7 +110,7 @@ def _sixteen_bit(image: Image.Image) -> bool:
 
 
 def _jpeg_scans(file) -> int:
-    """How many SOS markers the file holds (an upper bound of its scans); the file is left at its start."""
+    """How many SOS markers the file holds (an upper bound of its scans); the file position is kept."""
     position, count, previous = file.tell(), 0, b""
     file.seek(0)
     while block := file.read(READ_BLOCK):
