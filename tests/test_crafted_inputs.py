@@ -239,6 +239,18 @@ def test_a_jpeg_of_too_many_scans_is_refused_before_decoding(tmp_path):
     assert decode_square(tmp_path / "standard.jpg", 32).shape == (32, 32, 3)
 
 
+def test_a_jpeg_header_of_too_many_markers_is_refused_before_it_is_parsed(tmp_path):
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(buffer, "JPEG")
+    data = buffer.getvalue()
+    markers = image_decode.MAX_JPEG_HEADER_FF + 1  # empty comments (FF FE, length 2): Pillow parses each in Python
+    path = tmp_path / "flood.jpg"
+    path.write_bytes(data[:2] + b"\xff\xfe\x00\x02" * markers + data[2:])
+    in_header = data[: data.index(b"\xff\xda")].count(b"\xff") + markers
+    with pytest.raises(UserError, match=f"flood.jpg: a JPEG whose header holds {in_header} FF bytes"):
+        decode_square(path, 32)
+
+
 def test_decoding_the_largest_allowed_image_stays_under_its_documented_peak(tmp_path):
     # 7000x7000 16-bit gray (49 megapixels, the worst mode within MAX_PIXELS): peak RSS growth over the imports.
     path = tmp_path / "deep.png"

@@ -9,9 +9,10 @@ least size px on the shorter side (PIL's draft mode, which skips most of the dec
 
 A file is opened without following it into a FIFO or device; only the formats of DECODED_FORMATS are
 even probed (Pillow knows dozens, some of which start Ghostscript or decode before any size is known);
-its pixel count and mode are checked from the header before a pixel is decoded, the JPEG scan count
-(the decoding work of a progressive JPEG grows with it) from the bytes, and the pixel count again on
-the image actually decoded. Any refusal or decoder failure becomes a UserError naming the file.
+a JPEG's header markers and scans (what its parsing and decoding work grows with) are counted in its
+bytes before Pillow reads it; the pixel count and mode are checked from the header before a pixel is
+decoded, and the pixel count again on the image actually decoded. Any refusal or decoder failure
+becomes a UserError naming the file.
 docs/crafted-inputs.md lists what is refused and why.
 """
 
@@ -42,8 +43,13 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16-bit PNGs open
 # (6 in gray), so 100 is generous; 10,000 scans in 1 MB took a minute. Counted as SOS markers (FF DA) in the
 # bytes, an upper bound of the real count: entropy-coded data never holds FF DA.
 MAX_JPEG_SCANS = 100
+# Pillow parses a JPEG's header markers one by one in Python (about 1.4 us each): a header of a million empty
+# markers took 1.4 s per 4 MB. Every marker starts with an FF byte, so FF bytes before the first scan bound the
+# markers; a phone photo's header (EXIF, its thumbnail, ICC, XMP) holds a few hundred to a few thousand.
+MAX_JPEG_HEADER_FF = 100_000
+JPEG_START = b"\xff\xd8"  # SOI: the first two bytes of every JPEG (and multi-picture JPEG)
 SOS_MARKER = b"\xff\xda"
-READ_BLOCK = 1 << 20  # bytes read at a time when counting scans
+READ_BLOCK = 1 << 20  # bytes read at a time when counting markers
 REASON_CHARACTERS = 120  # of a decoder's message quoted in the error: a crafted file may make it long
 
 
@@ -59,10 +65,13 @@ def decode_square(path: Path, size: int) -> np.ndarray:
         if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
             raise UserError(f"{printable(str(path))}: not a regular file")
         try:
-            # Reads the header only: the size and mode are known before any pixel is decoded.
-            with Image.open(file, formats=DECODED_FORMATS) as image:
-                refusal = _refusal(image, file)
-                square = _square(image, size) if refusal is None else None
+            refusal = _jpeg_refusal(file) if file.read(len(JPEG_START)) == JPEG_START else None
+            file.seek(0)
+            if refusal is None:
+                # Reads the header only: the size and mode are known before any pixel is decoded.
+                with Image.open(file, formats=DECODED_FORMATS) as image:
+                    refusal = _refusal(image)
+                    square = _square(image, size) if refusal is None else None
         except _Refused as refused:
             refusal = str(refused)
         except UnidentifiedImageError:  # its words name the file object, not the file; ours say what is accepted
@@ -84,8 +93,8 @@ class _Refused(Exception):
     """An image this project does not decode, found while decoding: the reason, without the file's name."""
 
 
-def _refusal(image: Image.Image, file) -> str | None:
-    """Why the opened (not yet decoded) image is refused, or None: its size, mode, or JPEG scan count."""
+def _refusal(image: Image.Image) -> str | None:
+    """Why the opened (not yet decoded) image is refused, or None: its size or mode."""
     width, height = image.size
     if width * height > MAX_PIXELS:
         return f"{width}x{height} pixels, more than the {MAX_PIXELS} this project decodes; downscale it first"
@@ -94,13 +103,6 @@ def _refusal(image: Image.Image, file) -> str | None:
             f"{image.format} image of mode {image.mode}, which this project does not decode "
             "(8-bit or 16-bit per channel only); convert it to 8-bit RGB first"
         )
-    if image.format in ("JPEG", "MPO"):  # a multi-picture JPEG opens as MPO
-        scans = _jpeg_scans(file)
-        if scans > MAX_JPEG_SCANS:
-            return (
-                f"a JPEG of {scans} scans, more than the {MAX_JPEG_SCANS} this project decodes (each scan costs a "
-                "pass over the image); save it again as a baseline or standard progressive JPEG"
-            )
     return None
 
 
@@ -109,15 +111,32 @@ def _sixteen_bit(image: Image.Image) -> bool:
     return image.mode != "I" or image.format == "PNG"
 
 
-def _jpeg_scans(file) -> int:
-    """How many SOS markers the file holds (an upper bound of its scans); the file position is kept."""
-    position, count, previous = file.tell(), 0, b""
+def _jpeg_refusal(file) -> str | None:
+    """Why a JPEG is refused before Pillow parses it, or None: too many header markers or too many scans.
+
+    Counted in the bytes, in C: FF bytes before the first SOS marker (an upper bound of the header's markers)
+    and SOS markers (FF DA: an upper bound of the scans, since entropy-coded data never holds FF DA).
+    """
+    header_ff, scans, previous = 0, 0, b""
     file.seek(0)
     while block := file.read(READ_BLOCK):
-        count += (previous + block).count(SOS_MARKER)  # a marker split between blocks is counted once
+        joined = previous + block  # a marker split between blocks is counted once
+        if scans == 0:
+            first = joined.find(SOS_MARKER)
+            header_ff += joined.count(b"\xff", len(previous), len(joined) if first < 0 else first)
+        scans += joined.count(SOS_MARKER)
         previous = block[-1:] if block[-1:] == SOS_MARKER[:1] else b""
-    file.seek(position)
-    return count
+    if header_ff > MAX_JPEG_HEADER_FF:
+        return (
+            f"a JPEG whose header holds {header_ff} FF bytes (markers), more than the {MAX_JPEG_HEADER_FF} "
+            "this project parses; save it again without its metadata"
+        )
+    if scans > MAX_JPEG_SCANS:
+        return (
+            f"a JPEG of {scans} scans, more than the {MAX_JPEG_SCANS} this project decodes (each scan costs a "
+            "pass over the image); save it again as a baseline or standard progressive JPEG"
+        )
+    return None
 
 
 def _square(image: Image.Image, size: int) -> np.ndarray:
