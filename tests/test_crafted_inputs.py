@@ -305,6 +305,22 @@ def test_predict_out_of_memory_for_its_images_is_one_line_with_their_size():
         read_images(files, 512)
 
 
+def test_predict_cpu_out_of_memory_in_the_forward_pass_is_one_line(tmp_path, monkeypatch, capsys):
+    model = tmp_path / "model.pt"
+    torch.save(model_checkpoint(), model)
+    image = write_image(tmp_path / "a.png", (32, 32))
+
+    def allocation_fails(*args, **kwargs):  # what PyTorch's CPU allocator raises (a RuntimeError)
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "
+            "you tried to allocate 4294967296 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    monkeypatch.setattr(predict, "top_classes", allocation_fails)
+    message = one_error_line(*run_in_process(predict.main, [str(model), str(image)], capsys)[::2])
+    assert message == "predict: out of memory allocating 4.00 GiB in the forward pass; lower --batch-size"
+
+
 # --- predict's inputs -------------------------------------------------------------------------
 
 
