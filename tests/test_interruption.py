@@ -80,6 +80,9 @@ def start_and_kill_after_first_epoch(project: Path, signal_number: int) -> subpr
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A pytest-xdist worker runs with SIGINT ignored, and a child inherits that: Python then installs no
+        # KeyboardInterrupt handler and Ctrl-C would do nothing. A user's shell starts the stage with the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         checkpoint = project / paths.checkpoint_path(STRATEGY, KILLED_SEED)
