@@ -17,6 +17,7 @@ from dvc_render.base import Renderer
 
 from stages import plots
 from tests.support.project import params_tree, write_params
+from tests.support.verdict_runs import made_up_provenance, write_json_files
 from transfer import paths
 from transfer.atomic import save_npz
 from transfer.errors import UserError
@@ -158,17 +159,9 @@ def write_results(root: Path) -> None:
                 "tuning_seconds": 115.0 if index == 0 else 0.0,
                 "device": "cpu",
             },
-            paths.provenance_path(name): {
-                "strategy": name,
-                "config": {},
-                "versions": dict.fromkeys(("python", "torch", "torchvision", "torchmetrics", "numpy", "dvc"), "1.0"),
-                "device": "cpu, float32",
-                "model_seed": 1,
-            },
+            paths.provenance_path(name): made_up_provenance(name, model_seed=1),
         }
-        for path, content in files.items():
-            (root / path).parent.mkdir(parents=True, exist_ok=True)
-            (root / path).write_text(json.dumps(content))
+        write_json_files(root, files)
 
 
 @pytest.fixture(scope="module")

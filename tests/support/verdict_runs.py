@@ -80,14 +80,24 @@ def write_run(root: Path, correct: dict[str, np.ndarray]) -> None:
                 "tuning_seconds": 0.0,
                 "device": "cpu",
             },
-            paths.provenance_path(name): {
-                "strategy": name,
-                "config": {},
-                "versions": dict.fromkeys(("python", "torch", "torchvision", "torchmetrics", "numpy", "dvc"), "1.0"),
-                "device": "cpu, float32",
-                "model_seed": 0,
-            },
+            paths.provenance_path(name): made_up_provenance(name, model_seed=0),
         }
-        for path, content in files.items():
-            (root / path).parent.mkdir(parents=True, exist_ok=True)
-            (root / path).write_text(json.dumps(content))
+        write_json_files(root, files)
+
+
+def made_up_provenance(name: str, model_seed: int) -> dict:
+    """A provenance.json as the train stage writes it, with placeholder versions."""
+    return {
+        "strategy": name,
+        "config": {},
+        "versions": dict.fromkeys(("python", "torch", "torchvision", "torchmetrics", "numpy", "dvc"), "1.0"),
+        "device": "cpu, float32",
+        "model_seed": model_seed,
+    }
+
+
+def write_json_files(root: Path, files: dict[Path, object]) -> None:
+    """Write each path (relative to root) as JSON, creating its folders."""
+    for path, content in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(json.dumps(content))
