@@ -1,4 +1,4 @@
-"""Calibration of the verdict's rule (transfer/report/decision.py) by simulation: the rule as applied, best picked.
+"""Calibration of the verdict's rule (transfer/statistics/decision.py) by simulation: the rule as applied, best picked.
 
 Run as: python -m benchmarks.verdict_calibration [--replicates 400]
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from transfer.report.decision import EQUIVALENT, WORSE, decide
+from transfer.statistics.decision import EQUIVALENT, WORSE, decide
 
 STRATEGIES = ("a", "b", "c", "d", "e")
 DIFFICULTY = (0.3, 0.2)  # Beta parameters of an image's probability of being right: mean 0.6

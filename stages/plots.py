@@ -14,7 +14,7 @@ top-level `plots:` of dvc.yaml):
                              classes, the paired comparison and the cost table
   verdict.json               the best strategy, each other's status against it (worse, equivalent within
                              report.equivalence_margin, inconclusive), what the claims hold for, the cheapest
-                             of best and equivalent, the caveats (transfer/report/verdict.py, decision.py;
+                             of best and equivalent, the caveats (transfer/report/verdict.py, statistics/decision.py;
                              docs/statistics.md); declared as metrics in dvc.yaml
   comparison.json            paired statistics of every two strategies (transfer/report/comparison.py), from
                              predictions/<strategy>/seed_<n>.npz checked against the prepared test labels

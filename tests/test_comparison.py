@@ -12,7 +12,8 @@ import pytest
 from transfer import paths
 from transfer.atomic import save_npz
 from transfer.errors import UserError
-from transfer.report import comparison, distributions, paired_tests
+from transfer.report import comparison
+from transfer.statistics import distributions, paired_tests
 
 IMAGES = 40
 

@@ -1,4 +1,4 @@
-"""The paired tests (transfer/report/paired_tests.py): hand-computed cases, intervals that agree with the decision,
+"""The paired tests (transfer/statistics/paired_tests.py): hand-computed cases, intervals that agree with the decision,
 Holm's correction, and by simulation a false-positive rate held at the nominal level over training runs."""
 
 import math
@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from transfer.report import distributions, paired_tests
-from transfer.report.run_variance import RunVariance
+from transfer.statistics import distributions, paired_tests
+from transfer.statistics.run_variance import RunVariance
 
 SIGNIFICANCE = 0.05
 

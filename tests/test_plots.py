@@ -21,7 +21,8 @@ from tests.support.verdict_runs import made_up_provenance, write_json_files
 from transfer import paths
 from transfer.atomic import save_npz
 from transfer.errors import UserError
-from transfer.report import layout, page, paired_tests
+from transfer.report import layout, page
+from transfer.statistics import paired_tests
 
 ROOT = paths.PROJECT_ROOT
 DVC = str(Path(sys.executable).parent / "dvc")

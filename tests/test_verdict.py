@@ -12,8 +12,9 @@ from tests.support.project import params_tree, write_params
 from tests.support.verdict_runs import SECONDS_PER_SEED, write_run
 from transfer import paths
 from transfer.errors import UserError
-from transfer.report import decision, layout, paired_tests
-from transfer.report.run_variance import RunVariance
+from transfer.report import layout
+from transfer.statistics import decision, paired_tests
+from transfer.statistics.run_variance import RunVariance
 
 NAMES = ("shallow", "deep", "scratch", "full", "lpft")
 ENTRY = {"pretrained": True, "train_layers": [], "augment": True}

@@ -1,4 +1,4 @@
-"""The verdict's rule (transfer/report/decision.py) measured by simulation, best picked from the data as in a run:
+"""The verdict's rule (transfer/statistics/decision.py) measured by simulation, best picked from the data as in a run:
 false claims and coverage within bounds for equal strategies, power where it is achievable, and with one seed no
 claim about the strategies. numpy only, no training; the simulation is benchmarks/verdict_calibration.py, whose
 full table (every cell, more spreads and differences) is in docs/statistics.md.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks.verdict_calibration import DifficultyPool, simulate_cell, simulate_run
-from transfer.report.decision import decide
+from transfer.statistics.decision import decide
 
 REPLICATES = 400
 FALSE_POSITIVE_LIMIT = 0.06  # per comparison and family-wise
@@ -40,7 +40,7 @@ def test_a_two_point_lead_is_found_where_seeds_and_images_allow():
 def test_the_simulation_catches_a_rule_that_ignores_the_selection_of_the_best(monkeypatch):
     # The same rule with k - 1 comparisons' Bonferroni instead of every pair of the undecided set: the data-chosen
     # best makes its family-wise false positives exceed the limit, so the test above can fail.
-    from transfer.report import decision
+    from transfer.statistics import decision
 
     monkeypatch.setattr(decision, "step_level", lambda significance, undecided: significance / (undecided - 1))
     # Measured 12.8% (14.2% at 5 seeds and 10,000 images): more than twice the nominal 5%.

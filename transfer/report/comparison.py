@@ -1,7 +1,7 @@
 """Paired statistics between strategies on the same test images: is a difference in accuracy larger than chance?
 
 Every strategy is scored on the same test images, so two strategies are compared image by image
-(transfer/report/paired_tests.py). For each unordered pair (a, b) and each of top-1 and top-5:
+(transfer/statistics/paired_tests.py). For each unordered pair (a, b) and each of top-1 and top-5:
   - the difference is a's mean accuracy over its seeds minus b's (metrics.json's test_top1 of a minus b's);
   - p_value is the raw two-sided p of one t test for every pair of the run, whose variance adds seed-to-seed
     variance (pooled over the run's strategies) to that of the test images drawn; with one seed everywhere
@@ -20,8 +20,8 @@ import numpy as np
 from transfer import paths
 from transfer.atomic import write_json
 from transfer.errors import UserError
-from transfer.report.paired_tests import NETWORKS_T, holm, holm_levels, paired_test
-from transfer.report.run_variance import RunVariance
+from transfer.statistics.paired_tests import NETWORKS_T, holm, holm_levels, paired_test
+from transfer.statistics.run_variance import RunVariance
 
 SIGNIFICANCE = 0.05  # family-wise: after Holm's correction over the pairs, per metric
 # |top-1 from the predictions - metrics.json's test_top1| above this means they come from different runs.

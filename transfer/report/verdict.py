@@ -3,7 +3,7 @@ what the claims hold for.
 
 plots/verdict.json (the project's one metrics file, so `dvc exp show` and `dvc metrics diff` show it per
 experiment: the headline, every strategy's status and test top-1 beside the answer) and report.md's opening
-section, from the rule of transfer/report/decision.py applied to the strategies' top-1 correctness:
+section, from the rule of transfer/statistics/decision.py applied to the strategies' top-1 correctness:
   - best: the best mean test top-1 (ties: the first in params.yaml);
   - claims_for: `recipes` when every strategy has two seeds or more, else `networks` (the trained ones);
   - status.<strategy>: best, worse, equivalent (within report.equivalence_margin of the best, shown) or
@@ -18,9 +18,9 @@ section, from the rule of transfer/report/decision.py applied to the strategies'
 
 from transfer.atomic import write_json
 from transfer.config import IMAGENET_WEIGHTS, Params
-from transfer.report.decision import BEST, EQUIVALENT, INCONCLUSIVE, MAX_SEEDS, WORSE, decide
 from transfer.report.layout import READABLE_DATASET_NAMES, VERDICT_PATH
 from transfer.report.strategy_result import StrategyResult
+from transfer.statistics.decision import BEST, EQUIVALENT, INCONCLUSIVE, MAX_SEEDS, WORSE, decide
 
 PRETRAINING_RESOLUTION = 224  # px: torchvision's ImageNet weights were trained on 224x224 crops
 # "Far below" pretraining: under half its side, a pretrained network sees objects at under a quarter of the

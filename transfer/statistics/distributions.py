@@ -1,6 +1,6 @@
 """Student's t without scipy: its two-sided tail and critical values, for the paired tests and the verdict.
 
-Each test's interval is found by inverting the test itself (transfer/report/paired_tests.py), so every
+Each test's interval is found by inverting the test itself (transfer/statistics/paired_tests.py), so every
 function here is monotone in the value searched and a bisection finds it to float precision.
 """
 

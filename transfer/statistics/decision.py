@@ -33,8 +33,8 @@ import math
 
 import numpy as np
 
-from transfer.report.distributions import student_t_critical
-from transfer.report.run_variance import RunVariance, satterthwaite
+from transfer.statistics.distributions import student_t_critical
+from transfer.statistics.run_variance import RunVariance, satterthwaite
 
 SIGNIFICANCE = 0.05  # family-wise, over the comparisons with the best
 POWER = 0.80  # of detectable_diff

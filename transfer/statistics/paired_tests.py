@@ -4,7 +4,7 @@ It answers "is a's accuracy different from b's?" with a two-sided p-value, and g
 the interval of differences the test would not reject: the interval at level g excludes 0 exactly when p < g,
 so a decision and its interval never disagree.
 
-Every pair of a run uses one model (transfer/report/run_variance.py): the difference of mean accuracies over
+Every pair of a run uses one model (transfer/statistics/run_variance.py): the difference of mean accuracies over
 seeds and images, with a variance that adds seed-to-seed variance (pooled over the run's strategies) to that of
 the test images drawn, referred to Student's t with Welch-Satterthwaite degrees of freedom. When no strategy
 of the run has two seeds there is no seed part: the test is the unconditional paired Wald test of the two
@@ -14,8 +14,8 @@ trained networks, variance ((n10 + n01) / N - d^2) / N (times N / (N - 1)), neve
 import math
 from dataclasses import dataclass
 
-from transfer.report.distributions import student_t_critical, student_t_two_sided_p
-from transfer.report.run_variance import RunVariance
+from transfer.statistics.distributions import student_t_critical, student_t_two_sided_p
+from transfer.statistics.run_variance import RunVariance
 
 NETWORKS_T, SEED_IMAGE_T = "paired_images_t", "seed_and_image_t"
 T_SEARCH_LIMIT = 1e6  # |t| beyond any critical value a level above 1e-300 needs
