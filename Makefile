@@ -23,15 +23,17 @@ repro: setup
 	python -m stages.prepare --check
 	dvc repro
 
-# Two pytest-xdist workers, a test file at a time (tests/conftest.py gives each worker its share of the cores
-# and starts the slow files first). PYTEST_WORKERS=0 runs everything in one process.
+# Two pytest-xdist workers, a test file at a time, in the order tests/conftest.py sets (slow files first;
+# xdist would reorder by number of tests); conftest.py gives each worker its share of the cores.
+# PYTEST_WORKERS=0 runs everything in one process.
 PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: setup
-	python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	python -m pytest $(XDIST)
 
 # The edit-and-test loop: every test that trains nothing through DVC or a stage process (marker `pipeline`).
 test-fast: setup
-	python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not pipeline"
+	python -m pytest $(XDIST) -m "not pipeline"
 
 # Line coverage of stages/ and transfer/ by the whole suite, stage processes included (.coveragerc);
 # the data goes to .coverage-data/, the report to the terminal.
@@ -40,7 +42,7 @@ coverage: setup
 	rm -rf $(COVERAGE_DIR)
 	mkdir -p $(COVERAGE_DIR)
 	COVERAGE_RCFILE=$(CURDIR)/.coveragerc COVERAGE_FILE=$(COVERAGE_DIR)/.coverage \
-		python -m coverage run -m pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
+		python -m coverage run -m pytest -p no:cacheprovider $(XDIST)
 	COVERAGE_RCFILE=$(CURDIR)/.coveragerc COVERAGE_FILE=$(COVERAGE_DIR)/.coverage python -m coverage combine -q
 	COVERAGE_RCFILE=$(CURDIR)/.coveragerc COVERAGE_FILE=$(COVERAGE_DIR)/.coverage python -m coverage report
 

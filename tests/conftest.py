@@ -4,6 +4,7 @@ import dataclasses
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -12,18 +13,30 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from tests.support.project import PIPELINE_TIMEOUT_SECONDS, WATCHED_STRATEGY, Repo, params_tree
 from transfer import paths
 
 ARCHIVE_URL_PATH = "/cifar-100-python.tar.gz"
+# The shared e2e build (e2e_baseline): the repository's folder, and the files that say the build ended.
+PROJECT_FOLDER = "project"
+SEEN_FILE = "seen.json"
+FAILED_FILE = "failed.txt"
 # The checkout's own outputs: a test writes under a temporary directory, never here.
 CHECKOUT_OUTPUTS = (paths.RESULTS_DIR, paths.PLOTS_DIR, paths.MODELS_DIR, paths.PREDICTIONS_DIR, paths.CHECKPOINTS_DIR)
 
 
 PIPELINE = "pipeline"
-# The two files that take longest, one for each xdist worker at the start (their e2e tests retrain most).
-SLOWEST_FILES = ("test_pipeline_experiments.py", "test_pipeline_e2e.py")
+# The files that take longest, longest first (measured with --durations); the second and third need no e2e
+# repository, so they run while the first file's worker builds it.
+SLOWEST_FILES = (
+    "test_pipeline_e2e.py",
+    "test_dataset_pipelines.py",
+    "test_interruption.py",
+    "test_pipeline_experiments.py",
+    "test_distributed.py",
+)
 HISTORY_POLL_SECONDS = 0.05  # an epoch of scratch on the test params takes seconds on 2 CPU cores
 # What trains through a stage process: a test that starts one belongs to the pipeline tier. `dvc plots` or
 # `dvc status` train nothing; these dvc commands can.
@@ -51,18 +64,21 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files with e2e tests first, then the other files with pipeline tests, then the rest.
+    """The slowest files first, longest first, then the other files with pipeline tests, then the rest.
 
-    Under `--dist loadfile` a file is a unit of work: the slow files start first, so that none of them
-    finishes last alone, and both workers build their e2e repository (a session fixture: one per worker)
-    at the same time, at the start.
+    `make test` hands whole files to the two xdist workers in this order (--dist loadfile with
+    --no-loadscope-reorder; xdist would otherwise sort files by their number of tests), a new one to a
+    worker as its file nears its end: long files start early, the many short ones fill in at the end, so
+    neither worker finishes long after the other. The e2e file builds the shared e2e repository first;
+    the other worker meanwhile runs files that do not need it.
     """
-    rank = {}  # 0, 1: the two slowest files; 2: a file with an e2e test, 3: with a pipeline test, 4: the rest
+    rank = {}
     for item in items:
-        item_rank = 2 if "e2e_baseline" in item.fixturenames else 3 if item.get_closest_marker(PIPELINE) else 4
         if item.path.name in SLOWEST_FILES:
             item_rank = SLOWEST_FILES.index(item.path.name)
-        rank[item.path] = min(rank.get(item.path, 4), item_rank)
+        else:
+            item_rank = len(SLOWEST_FILES) + (0 if item.get_closest_marker(PIPELINE) else 1)
+        rank[item.path] = min(rank.get(item.path, item_rank), item_rank)
     items.sort(key=lambda item: rank[item.path])  # stable: a file's tests stay together, in their order
 
 
@@ -206,14 +222,52 @@ def repro_watching_history(repo: Repo, log_path: Path) -> set[int]:
     return seen
 
 
-@pytest.fixture(scope="session")
-def e2e_baseline(tmp_path_factory) -> Baseline:
-    """Built once per test session: a git + DVC copy of the project, `dvc repro` of TEST_PARAMS, committed."""
-    folder = tmp_path_factory.mktemp("e2e")
-    repo = Repo.create(folder / "project", params_tree())
+def build_e2e_repository(folder: Path) -> None:
+    """folder/project: a git + DVC copy of the project after `dvc repro` of TEST_PARAMS, committed; folder/seen.json:
+    the history row counts seen while it trained. Written last, seen.json marks the build finished."""
+    repo = Repo.create(folder / PROJECT_FOLDER, params_tree())
     history_rows_seen = repro_watching_history(repo, folder / "repro.log")  # every stage of every strategy
     repo.run("git", "add", "-A")
     repo.run("git", "commit", "-qm", "baseline run")
+    (folder / SEEN_FILE).write_text(json.dumps(sorted(history_rows_seen)))
+
+
+def copy_repository(source: Path, target: Path) -> None:
+    """A working copy of a built repository: its own workspace and git, DVC's cache hard-linked.
+
+    DVC never writes a cache file in place (they are read-only; new content is a new file), so workers may
+    share them; DVC's state under .dvc/tmp is per copy and rebuilt by the first command.
+    """
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("tmp", "cache"))
+    shutil.copytree(source / ".dvc" / "cache", target / ".dvc" / "cache", copy_function=os.link)
+
+
+@pytest.fixture(scope="session")
+def e2e_baseline(tmp_path_factory, worker_id) -> Baseline:
+    """The e2e repository, built once per test run, however many pytest-xdist workers share it.
+
+    The first worker to need it runs `dvc repro` under a file lock in the run's temporary root (the same
+    for every worker); then each worker works on a copy of its own, so a test on one worker never sees
+    another's changes. A failed build fails the others at once with its log, rather than repeating it.
+    """
+    run_root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        run_root = run_root.parent  # pytest-xdist: <run root>/popen-gw0, <run root>/popen-gw1, ...
+    built = run_root / "e2e-built"
+    with FileLock(run_root / "e2e-built.lock"):
+        if (built / FAILED_FILE).exists():
+            pytest.fail(f"building the e2e repository failed on another worker:\n{(built / FAILED_FILE).read_text()}")
+        if not (built / SEEN_FILE).exists():
+            shutil.rmtree(built, ignore_errors=True)
+            built.mkdir()
+            try:
+                build_e2e_repository(built)
+            except BaseException as failure:
+                (built / FAILED_FILE).write_text(str(failure))
+                raise
+    repo = Repo(tmp_path_factory.mktemp("e2e") / PROJECT_FOLDER)
+    copy_repository(built / PROJECT_FOLDER, repo.root)
+    history_rows_seen = set(json.loads((built / SEEN_FILE).read_text()))
     return Baseline(repo, repo.head(), workspace_state(repo), history_rows_seen)
 
 

@@ -1,7 +1,7 @@
 """The experiments of the shared e2e repository that retrain most: a new shared lr, and a queue of two.
 
 They live apart from tests/test_pipeline_e2e.py so that pytest-xdist (`make test`, one file at a time) runs
-them on the other worker, beside the rest of the end-to-end tests; each worker builds its own e2e repository.
+them on the other worker, beside the rest of the end-to-end tests, each worker on its own copy of the e2e repository.
 """
 
 import json
