@@ -29,11 +29,20 @@ PREDICTIONS_DIR = Path("predictions")  # DVC-cached: per-image test predictions,
 COMPARISON_PATH = PLOTS_DIR / "comparison.json"  # paired statistics of every two strategies
 COST_PATH = PLOTS_DIR / "cost.json"  # one row per strategy: accuracy against training cost
 COST_FIGURE_PATH = PLOTS_DIR / "figures" / "cost.png"  # with the other PNGs: one dvc.yaml entry shows all
+# A smaller training set's run of a strategy (data.train_sizes) writes what train@<strategy> writes, under
+# sizes/<images per class>/<strategy> in place of <strategy>: results/sizes/10/deep/metrics.json,
+# models/sizes/10/deep.pt, predictions/sizes/10/deep/seed_0.npz, checkpoints/sizes/10/deep/.
+SIZES_DIR = "sizes"
 
 
 def archive_path(dataset: str) -> Path:
     """Where the download stage puts a CIFAR dataset's archive (under the official file name)."""
     return RAW_DIR / ARCHIVE_NAMES[dataset]
+
+
+def subset_run_name(strategy: str, train_per_class: int) -> str:
+    """What stands for the strategy's name in every path below for its run on a smaller training set."""
+    return f"{SIZES_DIR}/{train_per_class}/{strategy}"
 
 
 def model_path(strategy: str) -> Path:

@@ -25,6 +25,15 @@ class RunContext:
     compute: Compute
     seed: int
     ranks: Ranks = Ranks()
+    # A smaller training set's run (data.train_sizes): its images per class, and the name that stands for the
+    # strategy's in its paths (paths.subset_run_name). 0 and "": the whole training split, train@<strategy>.
+    train_per_class: int = 0
+    run_name: str = ""
+
+    @property
+    def output_name(self) -> str:
+        """What names this run's files in transfer/paths.py: the strategy, or sizes/<n>/<strategy>."""
+        return self.run_name or self.strategy.name
 
     def for_seed(self, seed: int) -> "RunContext":
         """The same run with another seed."""
@@ -41,8 +50,15 @@ class RunContext:
 
     @property
     def label(self) -> str:
-        """How progress lines name this run: 'train@<strategy> seed <n>'."""
-        return f"train@{self.strategy.name} seed {self.seed}"
+        """How progress lines name this run: 'train@<strategy> seed <n>' (train_subset@... for a smaller set)."""
+        return f"{self.stage_name} seed {self.seed}"
+
+    @property
+    def stage_name(self) -> str:
+        """The DVC stage this run belongs to: train@<strategy>, or train_subset@<strategy>-<n> (dvc.yaml)."""
+        if self.train_per_class:
+            return f"train_subset@{self.strategy.name}-{self.train_per_class}"
+        return f"train@{self.strategy.name}"
 
     @property
     def normalization(self) -> Normalization:

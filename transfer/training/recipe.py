@@ -226,7 +226,7 @@ def fit_phase(
         if not run.ranks.is_main:
             continue
         checkpoints.save(net, optimizer, scheduler, progress)
-        write_live_history(run.strategy.name, run.strategy.training.seeds, run.seed, progress.history)
+        write_live_history(run.output_name, run.strategy.training.seeds, run.seed, progress.history)
         print(
             f"{plan.describe_epoch(run, epoch)}: lr {lr:.4g}  train loss {train_loss:.4f} top1 {train_top1:.4f}  "
             f"val loss {val.loss:.4f} top1 {val.top1:.4f} top5 {val.top5:.4f}  ({progress.epoch_seconds[-1]:.1f} s)",

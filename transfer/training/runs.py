@@ -132,7 +132,7 @@ def train_seed(run: RunContext, lr_candidate: float | None = None) -> tuple[Seed
             f"on {run.compute.describe()} x {run.ranks.world_size}",
             flush=True,
         )
-    checkpoint_path = paths.checkpoint_path(strategy.name, run.seed, lr_candidate)
+    checkpoint_path = paths.checkpoint_path(run.output_name, run.seed, lr_candidate)
     checkpoints = EpochCheckpoints(checkpoint_path, checkpoint_key(run))
     started = time.perf_counter()
     progress = fit(net, run, checkpoints)
@@ -245,7 +245,10 @@ def checkpoint_config(run: RunContext) -> dict:
     compute.precision 'auto' resolves per machine (a cached measurement on CPUs): keying by the precision
     used, not by 'auto', keeps a resume from mixing fp32 and bf16 epochs.
     """
-    return {**resolved_config(run.params, run.strategy), "run_seed": run.seed, "compute_used": run.compute.record()}
+    config = {**resolved_config(run.params, run.strategy), "run_seed": run.seed, "compute_used": run.compute.record()}
+    if run.train_per_class:  # a smaller training set's run: its draw too (absent otherwise, so old keys still match)
+        config["subset"] = {"train_per_class": run.train_per_class, "split_seed": run.params.data.split_seed}
+    return config
 
 
 def checkpoint_key(run: RunContext) -> str:
