@@ -3,7 +3,7 @@
 from transfer import paths
 from transfer.atomic import atomic_path
 from transfer.config import Params
-from transfer.report import comparison, cost, verdict
+from transfer.report import comparison, cost, data_budget, verdict
 from transfer.report.figures import draw_figures
 from transfer.report.layout import REPORT_PATH
 from transfer.report.page import report
@@ -20,11 +20,14 @@ def make_report(params: Params) -> None:
         {result.strategy.name: result.metrics for result in results},
         {result.strategy.name: result.confusion["seeds"] for result in results},
     )
+    outcomes = data_budget.read_data_budget(params, results, pairs)  # data.train_sizes: every size's results
     write_data(results)
     draw_figures(results)
     cost_rows, cost_section = cost.write_cost(results)
     opening = verdict.write_verdict(params, results, pairs, cost_rows)
+    budget_section = data_budget.write_data_budget(outcomes)  # after the verdict: it adds best_at to verdict.json
     sections = comparison.write_comparison(pairs, names) + "\n" + cost_section
+    sections += f"\n{budget_section}" if budget_section else ""
     with atomic_path(REPORT_PATH) as temp_path:
         temp_path.write_text(report(params, results, opening) + "\n" + sections)
     print(f"plots: {len(results)} strategies -> {paths.PLOTS_DIR}/")

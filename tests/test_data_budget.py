@@ -1,0 +1,165 @@
+"""data.train_sizes: smaller training sets drawn as promised, their budget rule, and the pipeline that trains them.
+
+The subsets come from the training split only, stratified, nested and seeded; each (strategy, size) is its own
+DVC stage, so adding a size runs only its stages and the plots; plots/data_budget.json, the DVC plot and the
+verdict per size cover every strategy.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree
+from transfer import paths
+from transfer.config import parse_params
+from transfer.errors import UserError
+from transfer.report import layout
+from transfer.report.data_budget import FIGURE_TITLE, SizeOutcome, crossover_sentence
+from transfer.training.subset import schedule_steps, subset_indices, with_budget
+
+CLASS_NAMES = ("apple", "bear", "cloud")
+
+
+def labels_with_counts(counts: list[int], seed: int = 0) -> np.ndarray:
+    """A shuffled training split holding counts[c] images of class c."""
+    labels = np.repeat(np.arange(len(counts)), counts)
+    return np.random.default_rng(seed).permutation(labels)
+
+
+def test_a_subset_is_stratified_nested_and_seeded_by_the_split_seed():
+    labels = labels_with_counts([30, 40, 25])
+    small, large = (subset_indices(labels, CLASS_NAMES, size, split_seed=0) for size in (5, 20))
+    assert np.bincount(labels[small]).tolist() == [5, 5, 5]
+    assert np.bincount(labels[large]).tolist() == [20, 20, 20]
+    assert set(small) <= set(large)  # nested: a class's 5 images are among its 20
+    assert list(small) == sorted(small)  # in training-split order
+    assert np.array_equal(small, subset_indices(labels, CLASS_NAMES, 5, split_seed=0))
+    assert not np.array_equal(small, subset_indices(labels, CLASS_NAMES, 5, split_seed=1))
+
+
+def test_a_size_above_the_smallest_class_is_refused_naming_the_class_and_its_count():
+    labels = labels_with_counts([30, 40, 25])
+    with pytest.raises(UserError, match=r"26 images per class is more than class 'cloud' has .*\(25\)"):
+        subset_indices(labels, CLASS_NAMES, 26, split_seed=0)
+    assert len(subset_indices(labels, CLASS_NAMES, 25, split_seed=0)) == 75
+
+
+def test_the_budget_rule_scales_every_phase_to_the_minimum_steps():
+    params = parse_params(params_tree())
+    scratch, lpft = params.strategies["scratch"], params.strategies["lpft"]  # 2 epochs; phases of 1 and 1
+    # 200 images at batch 64: 3 steps an epoch, so 2 epochs are 6 steps; a floor of 20 needs 4x (24 steps).
+    budgeted = with_budget(scratch, 200, min_steps=20)
+    assert budgeted.training.epochs == 8 and schedule_steps(budgeted, 200) == 24
+    assert dataclasses.replace(budgeted, training=scratch.training) == scratch  # nothing else changes
+    phased = with_budget(lpft, 200, min_steps=20)
+    assert [phase.training.epochs for phase in phased.phases] == [4, 4]  # proportions kept
+    assert [phase.training.lr for phase in phased.phases] == [phase.training.lr for phase in lpft.phases]
+    assert with_budget(scratch, 2000, min_steps=20) == scratch  # 62 steps already: the schedule as written
+
+
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [
+        ([10, "all"], r"data.train_sizes = \[10, 'all'\] is invalid: list only the smaller sizes.*e.g. \[10\]"),
+        ([10, 10], r"data.train_sizes = \[10, 10\] repeats 10"),
+        ([0], r"data.train_sizes\[0\] = 0 is invalid"),
+        ("10", r"data.train_sizes = '10' is invalid: use a list"),
+    ],
+)
+def test_bad_train_sizes_are_refused_in_one_line(sizes, message):
+    with pytest.raises(UserError, match=message) as raised:
+        parse_params(params_tree({"data": {"train_sizes": sizes}}))
+    assert "\n" not in str(raised.value)
+
+
+def test_a_strategy_may_not_take_the_name_of_the_sizes_folder():
+    tree = params_tree()
+    tree["strategies"]["sizes"] = tree["strategies"].pop("deep")
+    with pytest.raises(UserError, match="strategy name 'sizes' is reserved"):
+        parse_params(tree)
+
+
+def outcome(label: str, best: str) -> SizeOutcome:
+    """A size's outcome with only what the crossover sentence reads."""
+    per_class = 450 if label == "all" else int(label)
+    return SizeOutcome(label, per_class, per_class * 100, [], {}, best, {})
+
+
+def test_the_crossover_sentence_names_where_the_best_strategy_changes():
+    changes = [outcome("10", "scratch"), outcome("50", "scratch"), outcome("100", "full"), outcome("all", "full")]
+    assert crossover_sentence(changes) == (
+        "The best strategy changes with the training-set size: up to 50 images per class, scratch; "
+        "from 100 images per class to the whole training split (~450 per class), full."
+    )
+    same = [outcome("10", "full"), outcome("all", "full")]
+    assert crossover_sentence(same) == (
+        "The best strategy does not change with the training-set size: full at every size (images per class: 10, all)."
+    )
+
+
+# A project of three strategies covering an lr search (shallow's lr list), phases (lpft) and training from scratch,
+# with two seeds; smaller sets of 2 and then 3 images per class (the synthetic split has at least 6 of each class).
+BUDGET_STRATEGIES = ("shallow", "scratch", "lpft")
+
+
+def budget_tree(sizes: list[int]) -> dict:
+    """The test params with BUDGET_STRATEGIES only, two seeds and the given data.train_sizes."""
+    tree = params_tree({"data": {"train_sizes": sizes}, "strategy": {"seeds": [0, 1]}})
+    tree["strategies"] = {name: tree["strategies"][name] for name in BUDGET_STRATEGIES}
+    return tree
+
+
+def ran_stages(output: str) -> set[str]:
+    """The stages a `dvc repro` ran."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.mark.pipeline
+def test_sizes_train_as_their_own_stages_and_reach_the_chart_and_the_verdict(tmp_path):
+    repo = Repo.create(tmp_path / "project", budget_tree([2]))
+    repo.dvc("repro", timeout=PIPELINE_TIMEOUT_SECONDS)
+    rows = repo.read_json(layout.DATA_BUDGET_PATH)
+    assert {(row["strategy"], row["size"]) for row in rows} == {
+        (name, size) for name in BUDGET_STRATEGIES for size in ("2", "all")
+    }
+    for row in rows:
+        assert row["test_top1_min"] <= row["test_top1"] <= row["test_top1_max"]
+        assert row["status"] in {"best", "tied_with_best", "worse"}
+    small = {row["strategy"]: row for row in rows if row["size"] == "2"}
+    assert {row["n_train"] for row in small.values()} == {200}  # 2 images of each of the 100 classes
+    verdict = repo.read_json(layout.VERDICT_PATH)
+    assert set(verdict["best_at"]) == {"2", "all"} and verdict["best_at"]["all"] == verdict["best"]
+    assert all(small[verdict["best_at"]["2"]]["test_top1"] >= row["test_top1"] for row in small.values())
+    report = (repo.root / layout.REPORT_PATH).read_text()
+    assert "## At your data size" in report and "The best strategy " in report
+    assert (repo.root / layout.DATA_BUDGET_FIGURE_PATH).exists()
+    # The smaller set's run: the whole split's outputs under sizes/2/, on 200 images, with its own weights.
+    metrics = repo.read_json(paths.metrics_path(paths.subset_run_name("scratch", 2)))
+    assert metrics["num_seeds"] == 2
+    assert (repo.root / paths.model_path(paths.subset_run_name("scratch", 2))).exists()
+
+    shown = json.loads(repo.dvc("plots", "show", "--json"))
+    assert "errors" not in shown, shown.get("errors")
+    (chart,) = [entries for plot_id, entries in shown["data"].items() if plot_id == FIGURE_TITLE]
+    plotted = [row for entry in chart if entry["type"] == "vega" for row in entry["content"]["data"]["values"]]
+    assert {row["strategy"] for row in plotted} == set(BUDGET_STRATEGIES)
+
+    # Adding a size: only its stages and the plots are out of date, and only they run.
+    repo.run("git", "add", "-A")
+    repo.run("git", "commit", "-qm", "sizes [2]")
+    (repo.root / paths.PARAMS_PATH).write_text(
+        (repo.root / paths.PARAMS_PATH).read_text().replace("train_sizes:\n  - 2\n", "train_sizes:\n  - 2\n  - 3\n")
+    )
+    assert repo.params()["data"]["train_sizes"] == [2, 3]
+    status = repo.dvc("status")
+    new_stages = {f"train_subset@{name}-3" for name in BUDGET_STRATEGIES}
+    out_of_date = {line.rstrip(":") for line in status.splitlines() if line and not line.startswith(("\t", " "))}
+    assert out_of_date == new_stages | {"plots"}, status
+    output = repo.dvc("repro", timeout=PIPELINE_TIMEOUT_SECONDS)
+    assert ran_stages(output) == new_stages | {"plots"}, output
+    for name in BUDGET_STRATEGIES:
+        assert f"Stage 'train_subset@{name}-2' didn't change, skipping" in output
+        assert f"Stage 'train@{name}' didn't change, skipping" in output
+    assert set(repo.read_json(layout.VERDICT_PATH)["best_at"]) == {"2", "3", "all"}
