@@ -2,7 +2,7 @@
 
 Run as: python -m stages.train <strategy> [<images per class>]. With a size, the stage is
 train_subset@<strategy>-<size>: the same training on a smaller training set (transfer/training/subset.py, whose
-budget rule may lengthen the schedule), writing under sizes/<size>/<strategy> (transfer/paths.py).
+budget rule may make each epoch several passes), writing under sizes/<size>/<strategy> (transfer/paths.py).
 The recipe is transfer/training/recipe.py; which runs a strategy makes (lr candidates, seeds) is
 transfer/training/runs.py; what is written is transfer/training/outputs.py.
 """
@@ -24,7 +24,7 @@ from transfer.training.live_history import discard_live_history
 from transfer.training.outputs import write_strategy_results
 from transfer.training.prepared_data import load_prepared
 from transfer.training.runs import train_strategy
-from transfer.training.subset import training_subset, with_budget
+from transfer.training.subset import passes_per_epoch, training_subset
 
 
 def train(strategy_name: str, train_per_class: int = 0) -> None:
@@ -35,10 +35,10 @@ def train(strategy_name: str, train_per_class: int = 0) -> None:
     params = load_params()
     strategy = params.strategy_named(strategy_name)
     data = load_prepared(paths.PREPARED_PATH)
-    run_name = ""
+    run_name, passes = "", 1
     if train_per_class:
         data = training_subset(data, train_per_class, params.data.split_seed)
-        strategy = with_budget(strategy, len(data.train_labels), params.data.subset_min_steps)
+        passes = passes_per_epoch(strategy, len(data.train_labels), params.data.subset_min_steps)
         run_name = paths.subset_run_name(strategy_name, train_per_class)
     ranks = distributed.ranks_from_torchrun()
     distributed.check_world_size(ranks, params.compute.nproc)
@@ -52,7 +52,8 @@ def train(strategy_name: str, train_per_class: int = 0) -> None:
     distributed.start_processes(ranks, compute.device)
     try:
         started = time.perf_counter()
-        run = RunContext(params, strategy, data, compute, strategy.training.seeds[0], ranks, train_per_class, run_name)
+        first_seed = strategy.training.seeds[0]
+        run = RunContext(params, strategy, data, compute, first_seed, ranks, train_per_class, run_name, passes)
         with out_of_memory_as_user_error(run.stage_name):
             strategy_runs = train_strategy(run)
         if ranks.is_main:

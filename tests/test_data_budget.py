@@ -12,12 +12,15 @@ import numpy as np
 import pytest
 
 from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree
+from tests.support.training import run_context
 from transfer import paths
 from transfer.config import parse_params
 from transfer.errors import UserError
 from transfer.report import layout
 from transfer.report.data_budget import FIGURE_TITLE, SizeOutcome, crossover_sentence
-from transfer.training.subset import schedule_steps, subset_indices, with_budget
+from transfer.training import runs
+from transfer.training.prepared_data import PreparedData
+from transfer.training.subset import passes_per_epoch, schedule_steps, subset_indices
 
 CLASS_NAMES = ("apple", "bear", "cloud")
 
@@ -46,17 +49,38 @@ def test_a_size_above_the_smallest_class_is_refused_naming_the_class_and_its_cou
     assert len(subset_indices(labels, CLASS_NAMES, 25, split_seed=0)) == 75
 
 
-def test_the_budget_rule_scales_every_phase_to_the_minimum_steps():
+def test_the_budget_rule_makes_each_epoch_enough_passes_for_the_minimum_steps():
     params = parse_params(params_tree())
     scratch, lpft = params.strategies["scratch"], params.strategies["lpft"]  # 2 epochs; phases of 1 and 1
-    # 200 images at batch 64: 3 steps an epoch, so 2 epochs are 6 steps; a floor of 20 needs 4x (24 steps).
-    budgeted = with_budget(scratch, 200, min_steps=20)
-    assert budgeted.training.epochs == 8 and schedule_steps(budgeted, 200) == 24
-    assert dataclasses.replace(budgeted, training=scratch.training) == scratch  # nothing else changes
-    phased = with_budget(lpft, 200, min_steps=20)
-    assert [phase.training.epochs for phase in phased.phases] == [4, 4]  # proportions kept
-    assert [phase.training.lr for phase in phased.phases] == [phase.training.lr for phase in lpft.phases]
-    assert with_budget(scratch, 2000, min_steps=20) == scratch  # 62 steps already: the schedule as written
+    # 200 images at batch 64: 3 steps a pass, so 2 epochs of one pass are 6 steps; a floor of 20 needs 4 passes.
+    assert schedule_steps(scratch, 200) == 6 and passes_per_epoch(scratch, 200, min_steps=20) == 4
+    assert passes_per_epoch(lpft, 200, min_steps=20) == 4  # counted over both phases
+    assert passes_per_epoch(scratch, 40, min_steps=20) == 10  # fewer images than a batch: one batch a pass
+    assert passes_per_epoch(scratch, 2000, min_steps=20) == 1  # 62 steps already: the schedule as written
+
+
+def random_prepared(num_classes: int, per_split: dict[str, int]) -> PreparedData:
+    """PreparedData of random 32 px images, evenly labelled, with per_split[split] images each."""
+    generator = np.random.default_rng(0)
+    arrays = {}
+    for split, count in per_split.items():
+        arrays[f"{split}_images"] = generator.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+        arrays[f"{split}_labels"] = np.arange(count, dtype=np.int64) % num_classes
+    names = tuple(f"class_{index}" for index in range(num_classes))
+    return PreparedData(**arrays, class_names=names, fine_to_coarse=np.full(num_classes, -1), coarse_class_names=())
+
+
+def test_an_epoch_of_several_passes_trains_each_and_validates_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the live history and checkpoints land here
+    (tmp_path / paths.PREPARED_DIR).mkdir(parents=True)
+    (tmp_path / paths.PREPARED_PATH).write_bytes(b"")  # hashed into the checkpoints' key only
+    params = parse_params(params_tree({"strategy": {"epochs": 1}}))
+    data = random_prepared(4, {"train": 64, "val": 16, "test": 16})  # one batch of 64: one step a pass
+    one, _ = runs.train_seed(run_context(params, "scratch", data))
+    three, _ = runs.train_seed(dataclasses.replace(run_context(params, "scratch", data), passes_per_epoch=3))
+    assert len(three.history) == len(one.history) == 1  # as many epochs, so as many validations
+    assert three.metrics["train_flops"] > one.metrics["train_flops"]
+    assert three.history[0]["train_loss"] != one.history[0]["train_loss"]  # two more steps trained
 
 
 @pytest.mark.parametrize(

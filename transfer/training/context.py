@@ -29,6 +29,7 @@ class RunContext:
     # strategy's in its paths (paths.subset_run_name). 0 and "": the whole training split, train@<strategy>.
     train_per_class: int = 0
     run_name: str = ""
+    passes_per_epoch: int = 1  # passes over the training set that make one epoch: the budget rule (subset.py)
 
     @property
     def output_name(self) -> str:

@@ -28,7 +28,11 @@ def provenance(run: RunContext, model_seed: int) -> dict:
         "device": run.compute.describe(),
         "compute_used": run.compute.record(),  # compute.* as resolved here: 'auto' settled to what ran
         # A smaller training set's run only (data.train_sizes): the whole split's provenance stays as it was.
-        **({"train_per_class": run.train_per_class} if run.train_per_class else {}),
+        **(
+            {"train_per_class": run.train_per_class, "passes_per_epoch": run.passes_per_epoch}
+            if run.train_per_class
+            else {}
+        ),
     }
 
 

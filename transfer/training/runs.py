@@ -205,6 +205,7 @@ def training_flops_by_epoch(net: StrategyNet, run: RunContext) -> list[int]:
             train_images=len(run.data.train_labels),
             val_images=len(run.data.val_labels),
             epochs=phase.training.epochs,
+            passes_per_epoch=run.passes_per_epoch,
         )
         before = spent[-1] if spent else 0
         spent += [before + flops for flops in cumulative_flops_by_epoch(phase_net, shape)]
@@ -246,8 +247,13 @@ def checkpoint_config(run: RunContext) -> dict:
     used, not by 'auto', keeps a resume from mixing fp32 and bf16 epochs.
     """
     config = {**resolved_config(run.params, run.strategy), "run_seed": run.seed, "compute_used": run.compute.record()}
-    if run.train_per_class:  # a smaller training set's run: its draw too (absent otherwise, so old keys still match)
-        config["subset"] = {"train_per_class": run.train_per_class, "split_seed": run.params.data.split_seed}
+    # A smaller training set's run: its draw and budget too (absent otherwise, so the whole split's keys still match).
+    if run.train_per_class or run.passes_per_epoch != 1:
+        config["subset"] = {
+            "train_per_class": run.train_per_class,
+            "split_seed": run.params.data.split_seed,
+            "passes_per_epoch": run.passes_per_epoch,
+        }
     return config
 
 

@@ -6,12 +6,15 @@ images, and a class contributes the first `per_class` of its own in that order, 
 nested: the 10 images of a class are among its 100. The kept images stay in their training-split order.
 
 The budget rule (data.subset_min_steps): a smaller set trains its strategy's schedule as written, unless
-that makes fewer than subset_min_steps optimizer steps; then every phase's epochs are multiplied by the
-same whole factor, the smallest that reaches the floor. An epoch-count budget shrinks with the data (10
-images a class of CIFAR-100 is 7 steps an epoch at batch 128: 70 steps in 10 epochs, too few to leave
-the initialisation), so each size would measure under-training rather than data; a floor of optimizer
-steps is BiT's HyperRule's answer for small sets (Kolesnikov et al., ECCV 2020: 500 steps below 20k
-images). Above the floor, the schedule and the lr search (strategy.lr_factors) are the full run's.
+that makes fewer than subset_min_steps optimizer steps; then each epoch is several passes over the set (a
+fresh permutation each), the smallest whole number of passes that reaches the floor. An epoch-count budget
+shrinks with the data (10 images a class of CIFAR-100 is 7 steps an epoch at batch 128: 70 steps in 10
+epochs, too few to leave the initialisation), so each size would measure under-training rather than data;
+a floor of optimizer steps is BiT's HyperRule's answer for small sets (Kolesnikov et al., ECCV 2020: 500
+steps below 20k images). Lengthening the epoch rather than adding epochs keeps everything else of the
+schedule as at full size: the same epochs and phases, the same per-epoch lr schedule, and as many
+validation passes (which would otherwise dominate: 80 epochs would validate 80 times). Above the floor,
+the schedule and the lr search (strategy.lr_factors) are the full run's.
 """
 
 import dataclasses
@@ -58,19 +61,6 @@ def schedule_steps(strategy: StrategyConfig, num_images: int) -> int:
     return sum(phase.training.epochs * steps_per_epoch(num_images, phase.training.batch_size) for phase in phases)
 
 
-def epoch_factor(strategy: StrategyConfig, num_images: int, min_steps: int) -> int:
-    """The budget rule: the smallest whole factor on every phase's epochs that makes at least min_steps steps."""
+def passes_per_epoch(strategy: StrategyConfig, num_images: int, min_steps: int) -> int:
+    """The budget rule: the fewest passes per epoch (at least 1) that make the schedule min_steps optimizer steps."""
     return max(1, math.ceil(min_steps / schedule_steps(strategy, num_images)))
-
-
-def with_budget(strategy: StrategyConfig, num_images: int, min_steps: int) -> StrategyConfig:
-    """The strategy with its epochs (and each phase's) scaled by epoch_factor: the run a smaller set gets."""
-    factor = epoch_factor(strategy, num_images, min_steps)
-    if factor == 1:
-        return strategy
-
-    def scaled(training):
-        return dataclasses.replace(training, epochs=training.epochs * factor)
-
-    phases = tuple(dataclasses.replace(phase, training=scaled(phase.training)) for phase in strategy.phases)
-    return dataclasses.replace(strategy, training=scaled(strategy.training), phases=phases)
