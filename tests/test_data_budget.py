@@ -123,15 +123,17 @@ def test_the_crossover_sentence_names_where_the_best_strategy_changes():
     )
 
 
-# A project of three strategies covering an lr search (shallow's lr list), phases (lpft) and training from scratch,
-# with two seeds; smaller sets of 2 and then 3 images per class (the synthetic split has at least 6 of each class).
-BUDGET_STRATEGIES = ("shallow", "scratch", "lpft")
+# A project of three strategies covering an lr search (probe's lr list, on cached features: cheap), phases (lpft)
+# and training from scratch, with two seeds; smaller sets of 2 and then 3 images per class (the synthetic split
+# has at least 6 of each class).
+BUDGET_STRATEGIES = ("probe", "scratch", "lpft")
 
 
 def budget_tree(sizes: list[int]) -> dict:
     """The test params with BUDGET_STRATEGIES only, two seeds and the given data.train_sizes."""
     tree = params_tree({"data": {"train_sizes": sizes}, "strategy": {"seeds": [0, 1]}})
     tree["strategies"] = {name: tree["strategies"][name] for name in BUDGET_STRATEGIES}
+    tree["strategies"]["probe"]["lr"] = [0.05, 0.2]
     return tree
 
 
