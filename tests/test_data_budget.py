@@ -11,7 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree
+from benchmarks import data_budget_cost
+from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree, write_params
 from tests.support.training import run_context
 from transfer import paths
 from transfer.config import parse_params
@@ -189,3 +190,12 @@ def test_sizes_train_as_their_own_stages_and_reach_the_chart_and_the_verdict(tmp
         assert f"Stage 'train_subset@{name}-2' didn't change, skipping" in output
         assert f"Stage 'train@{name}' didn't change, skipping" in output
     assert set(repo.read_json(layout.VERDICT_PATH)["best_at"]) == {"2", "3", "all"}
+
+
+def test_the_cost_benchmark_counts_every_strategy_and_the_ratio(tmp_path, monkeypatch, capsys):
+    write_params(tmp_path, params_tree())
+    monkeypatch.chdir(tmp_path)
+    data_budget_cost.main(["--sizes", "2", "5", "--train-images", "1000"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == list(params_tree()["strategies"])
+    assert lines[-1].startswith("every strategy: ratio ") and float(lines[-1].split()[-1]) > 1
