@@ -128,7 +128,8 @@ TEST_LABELS = np.arange(100) % len(CLASS_NAMES)  # 100 test images: test_top1 0.
 
 def write_predictions(root: Path) -> None:
     """The prepared test labels, and per strategy and seed predictions that score metrics(index)'s test_top1."""
-    save_npz(root / paths.PREPARED_PATH, {"test_labels": TEST_LABELS})
+    # The training labels too: plots/data_budget.json counts the whole split's training images from them.
+    save_npz(root / paths.PREPARED_PATH, {"test_labels": TEST_LABELS, "train_labels": np.repeat(TEST_LABELS, 2)})
     others = (TEST_LABELS[:, None] + np.arange(1, 6)) % len(CLASS_NAMES)  # five classes, none the label
     for index, name in enumerate(STRATEGIES):
         top5 = others.copy()
@@ -166,6 +167,9 @@ def write_results(root: Path) -> None:
                 "model_seed": 1,
             },
         }
+        # Each seed's test top-1 (the band of plots/data_budget.json): the mean's, as the made-up runs agree.
+        for seed in SEEDS:
+            files[paths.seed_dir(name, seed) / paths.METRICS_FILE] = {"test_top1": metrics(index)["test_top1"]}
         for path, content in files.items():
             (root / path).parent.mkdir(parents=True, exist_ok=True)
             (root / path).write_text(json.dumps(content))

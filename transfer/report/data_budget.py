@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from transfer import paths  # noqa: E402
 from transfer.atomic import write_json  # noqa: E402
 from transfer.config import ALL_TRAIN_SIZE, Params  # noqa: E402
+from transfer.errors import UserError  # noqa: E402
 from transfer.report import comparison, verdict  # noqa: E402
 from transfer.report.figures import save_figure  # noqa: E402
 from transfer.report.layout import DATA_BUDGET_FIGURE_PATH, DATA_BUDGET_PATH, REPORT_PATH, VERDICT_PATH  # noqa: E402
@@ -71,8 +72,12 @@ def verdict_at_size(params: Params, results: list[StrategyResult], pairs: list[d
 
 def class_counts() -> np.ndarray:
     """Training images of each class with any, from the prepared splits (the plots stage depends on them)."""
-    with np.load(paths.PREPARED_PATH, allow_pickle=False) as arrays:
-        counts = np.bincount(arrays["train_labels"])
+    try:
+        with np.load(paths.PREPARED_PATH, allow_pickle=False) as arrays:
+            counts = np.bincount(arrays["train_labels"])
+    except (FileNotFoundError, KeyError):
+        missing = f"prepared data {paths.PREPARED_PATH} is missing or has no training labels"
+        raise UserError(f"{missing}; run: dvc repro prepare") from None
     return counts[counts > 0]
 
 
