@@ -339,7 +339,7 @@ def test_dvc_draws_a_band_from_min_to_max(dvc_repo):
     shown = json.loads(run([DVC, "plots", "show", "--json"], dvc_repo))
     assert "errors" not in shown, shown.get("errors")
     specs = band_plots(shown)
-    assert set(specs) == BAND_PLOT_IDS and len(specs) == len(layout.EPOCH_FIGURES) + 2  # + val top-1 by FLOPs, + by size
+    assert set(specs) == BAND_PLOT_IDS and len(specs) == len(layout.EPOCH_FIGURES) + 2  # + by FLOPs, by size
     for spec in specs.values():
         column = spec["layer"][-1]["encoding"]["y"]["field"]  # the mean's line
         band = spec["layer"][0]["encoding"]
