@@ -12,8 +12,10 @@ top-level `plots:` of dvc.yaml):
   figures/<figure>.png       the same charts drawn by matplotlib, a confusion heatmap per strategy, cost.png
   report.md                  the verdict, the final table (mean ± std), provenance, figures, most-confused
                              classes, the paired comparison and the cost table
-  verdict.json               the best strategy, those tied with it, the cheapest of them, the caveats
-                             (transfer/report/verdict.py); declared as metrics in dvc.yaml
+  verdict.json               the best strategy, each other's status against it (worse, equivalent within
+                             report.equivalence_margin, inconclusive), what the claims hold for, the cheapest
+                             of best and equivalent, the caveats (transfer/report/verdict.py, statistics/decision.py;
+                             docs/statistics.md); declared as metrics in dvc.yaml
   comparison.json            paired statistics of every two strategies (transfer/report/comparison.py), from
                              predictions/<strategy>/seed_<n>.npz checked against the prepared test labels
   cost.json                  test top-1 against training FLOPs, one row per strategy (transfer/report/cost.py)

@@ -7,10 +7,11 @@ the model file).
 """
 
 import argparse
+import contextlib
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
-
-import torch
 
 from transfer.compute.device import out_of_memory_as_user_error, resolve_device
 from transfer.errors import UserError, run_stage
@@ -33,6 +34,23 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return arguments
 
 
+@contextlib.contextmanager
+def cpu_out_of_memory_as_user_error() -> Iterator[None]:
+    """PyTorch's CPU allocator failing (a RuntimeError, not torch.OutOfMemoryError) becomes one line with its size."""
+    try:
+        yield
+    except MemoryError:
+        raise UserError("predict: out of memory in the forward pass; lower --batch-size") from None
+    except RuntimeError as error:
+        attempt = re.search(r"you tried to allocate (\d+) bytes", str(error))
+        if attempt is None:
+            raise
+        gib = int(attempt.group(1)) / 2**30
+        raise UserError(
+            f"predict: out of memory allocating {gib:.2f} GiB in the forward pass; lower --batch-size"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Label the images; bad ones are listed on stderr and make the exit status 2 at the end."""
     arguments = parse_arguments(argv)
@@ -41,10 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     files, problems = image_files(arguments.images)
     good, images, unreadable = read_images(files, checkpoint["normalization"]["stored_size"])
     problems += unreadable
-    with out_of_memory_as_user_error("predict", advice="lower --batch-size"):
-        ranked = (
-            top_classes(checkpoint, torch.stack(images), arguments.top, device, arguments.batch_size) if images else []
-        )
+    with out_of_memory_as_user_error("predict", advice="lower --batch-size"), cpu_out_of_memory_as_user_error():
+        ranked = top_classes(checkpoint, images, arguments.top, device, arguments.batch_size) if good else []
     labels = list(zip(good, ranked, strict=True))
     if arguments.json:
         # The key stays "top5" whatever --top is: the documented format, so parsers need no flag-dependent key.

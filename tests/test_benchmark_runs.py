@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.project import params_tree, write_params
 from transfer import paths
 from transfer.compute import precision
@@ -21,6 +23,7 @@ RATIOS = (
 )
 
 
+@pytest.mark.pipeline  # trains every contender in a benchmark process: minutes
 def test_benchmark_prints_every_ratio_as_its_last_line(tmp_path):
     write_params(tmp_path, params_tree())  # the benchmark reads params.yaml from its working directory
     # A stored precision choice, as a second run on this machine would find: the test never times the probe.

@@ -12,7 +12,8 @@ import pytest
 from transfer import paths
 from transfer.atomic import save_npz
 from transfer.errors import UserError
-from transfer.report import comparison, paired_tests
+from transfer.report import comparison
+from transfer.statistics import distributions, paired_tests
 
 IMAGES = 40
 
@@ -44,12 +45,12 @@ def test_pair_row_and_its_reading():
     deep, shallow = prediction_pair([0] * 60 + [1] * 40, [0] * 20 + [1] * 80, labels)  # 60% against 20%
     row = compare_pair(deep, shallow)
     assert row["top1_diff"] == 0.4 and row["n_images"] == 100 and row["n_seeds"] == [1, 1]
-    assert row["test"] == paired_tests.MCNEMAR
-    assert row["p_value"] == row["p_holm"] == float(f"{paired_tests.mcnemar_exact_p(40, 0):.6g}")
+    assert row["test"] == paired_tests.NETWORKS_T
     assert row["significant"] and row["ci_level"] == 0.95  # one pair: Holm's level is the plain 5%
-    # 40 discordant images, all a's: Clopper-Pearson's lower bound of the share is 0.025 ** (1 / 40).
-    assert row["ci_low"] == pytest.approx(0.4 * (2 * 0.025 ** (1 / 40) - 1), abs=1e-6)
-    assert row["ci_high"] == 0.4
+    # 40 discordant images, all a's: the unconditional paired variance ((40 / 100) - 0.4^2) / 100 x 100 / 99, with
+    # t's 99 df; the interval is not stuck at the estimate (the conditional one's upper end was 0.4 itself).
+    error = math.sqrt((0.4 - 0.4**2) / 99)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.4 - 1.984217 * error, 0.4 + 1.984217 * error), abs=1e-6)
     line = comparison.reading(row)
     assert line.startswith("top-1: deep beats shallow by 40.0 points, 95.00% CI [")
     assert line.endswith("p < 0.001, Holm p < 0.001; for these two trained networks only (one seed each)")
@@ -62,20 +63,19 @@ def test_pair_row_and_its_reading():
 def test_reading_of_a_pair_over_seeds():
     pair = {"a": "deep", "b": "shallow", "n_seeds": [3, 3], "test": paired_tests.SEED_IMAGE_T, "top1_diff": 0.123}
     pair |= {"ci_low": 0.115, "ci_high": 0.131, "ci_level": 0.9875, "p_value": 1e-9, "p_holm": 4e-9}
+    over = "over training runs (3 and 3 seeds, the seed spread pooled over the run's strategies) and test images"
     assert comparison.reading(pair | {"significant": True}) == (
-        "top-1: deep beats shallow by 12.3 points, 98.75% CI [11.5, 13.1], p < 0.001, Holm p < 0.001; "
-        "over training runs (3 and 3 seeds) and test images"
+        f"top-1: deep beats shallow by 12.3 points, 98.75% CI [11.5, 13.1], p < 0.001, Holm p < 0.001; {over}"
     )
     pair |= {"p_value": 0.02, "p_holm": 0.08, "significant": False}
     assert comparison.reading(pair) == (
-        "top-1: no significant difference between deep and shallow (p = 0.02, Holm p = 0.08; "
-        "over training runs (3 and 3 seeds) and test images)"
+        f"top-1: no significant difference between deep and shallow (p = 0.02, Holm p = 0.08; {over})"
     )
 
 
 def test_holm_decides_and_the_intervals_follow(tmp_path):
-    # Three strategies, one seed each, c predicting as b. a - b: 15 images only a gets right, 5 only b,
-    # raw p = 2 P(X <= 5 | 20, 1/2) = 0.041, below 0.05; Holm multiplies the smallest of three p by 3.
+    # Three strategies, one seed each, c predicting as b. a - b: 15 images only a gets right, 5 only b: the paired
+    # t on 400 images gives raw p 0.025, below 0.05; Holm multiplies the smallest of three p by 3.
     right = np.zeros((3, 400), dtype=bool)
     right[:, 20:220] = True  # images every strategy gets right
     right[0, :15] = True  # only a
@@ -89,11 +89,15 @@ def test_holm_decides_and_the_intervals_follow(tmp_path):
     assert [rows[pair]["p_holm"] for pair in (("a", "b"), ("a", "c"), ("b", "c"))] == pytest.approx(
         paired_tests.holm(raw), rel=1e-5
     )
-    assert raw[0] == pytest.approx(2 * sum(math.comb(20, k) for k in range(6)) / 2**20, rel=1e-5)
+    # d = 10 / 400, per-image variance (20 / 400 - d^2) x 400 / 399: t = d / sqrt(that / 400), 399 df.
+    t = 0.025 / math.sqrt((0.05 - 0.025**2) / 399)
+    assert raw[0] == pytest.approx(distributions.student_t_two_sided_p(t, 399), rel=1e-5)
     assert rows[("a", "b")]["p_holm"] == pytest.approx(3 * raw[0], rel=1e-5) and not rows[("a", "b")]["significant"]
     # Its interval is at Holm's level for the first step, 1 - 0.05 / 3, and holds 0 as the decision says.
     assert rows[("a", "b")]["ci_level"] == pytest.approx(1 - 0.05 / 3)
-    assert rows[("b", "c")]["p_value"] == 1.0 and (rows[("b", "c")]["ci_low"], rows[("b", "c")]["ci_high"]) == (0, 0)
+    # b and c predict alike: p 1, and an interval of nonzero width (the floor of one image's share) around 0.
+    b_c = rows[("b", "c")]
+    assert b_c["p_value"] == 1.0 and b_c["ci_low"] < 0 < b_c["ci_high"]
     for row in rows.values():
         assert row["significant"] == (row["p_holm"] < comparison.SIGNIFICANCE)
         assert row["significant"] == (not row["ci_low"] <= 0 <= row["ci_high"])  # one procedure
@@ -102,7 +106,8 @@ def test_holm_decides_and_the_intervals_follow(tmp_path):
 
 def test_fewer_than_two_strategies_give_a_sentence_not_a_table(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing to read there: one strategy must not need its predictions
-    assert comparison.compare_strategies({"shallow": {"test_top1": 0.5}}, {"shallow": [0]}) == []
+    only = np.ones((10, 1), dtype=bool)
+    assert comparison.compare_strategies({"shallow": comparison.StrategyPredictions("shallow", only, only, {})}) == []
     section = comparison.write_comparison([], ["shallow"])
     assert "needs at least two" in section and "|" not in section
     assert (tmp_path / paths.COMPARISON_PATH).read_text() == '{\n  "pairs": []\n}\n'
@@ -125,7 +130,7 @@ SEEDS = {"deep": [0], "shallow": [0]}
 
 
 def test_valid_predictions_compare(project):
-    (row,) = comparison.compare_strategies(METRICS, SEEDS)
+    (row,) = comparison.compare_strategies(comparison.load_strategies(METRICS, SEEDS))
     assert (row["a"], row["b"], row["top1_diff"], row["p_value"]) == ("deep", "shallow", 0.0, 1.0)
 
 
@@ -134,14 +139,14 @@ def test_missing_predictions_name_the_strategy_and_file(project):
     with pytest.raises(
         UserError, match=r"^predictions of strategy shallow are missing: predictions/shallow/seed_0\.npz"
     ):
-        comparison.compare_strategies(METRICS, SEEDS)
+        comparison.compare_strategies(comparison.load_strategies(METRICS, SEEDS))
 
 
 def test_predictions_of_another_length_are_refused(project):
     labels = project[:-1]
     save_npz(paths.predictions_path("deep", 0), {"top5": np.zeros((len(labels), 5), np.int64), "labels": labels})
     with pytest.raises(UserError, match=r"strategy deep in predictions/deep/seed_0\.npz cover 39 images.*has 40"):
-        comparison.compare_strategies(METRICS, SEEDS)
+        comparison.compare_strategies(comparison.load_strategies(METRICS, SEEDS))
 
 
 def test_predictions_with_other_labels_are_refused(project):
@@ -149,13 +154,13 @@ def test_predictions_with_other_labels_are_refused(project):
     labels[:3] += 1
     save_npz(paths.predictions_path("deep", 0), {"top5": np.zeros((IMAGES, 5), np.int64), "labels": labels})
     with pytest.raises(UserError, match=r"strategy deep in predictions/deep/seed_0\.npz .*differ .* at 3 of 40"):
-        comparison.compare_strategies(METRICS, SEEDS)
+        comparison.compare_strategies(comparison.load_strategies(METRICS, SEEDS))
 
 
 def test_predictions_from_another_run_are_refused(project):
     metrics = {**METRICS, "deep": {"test_top1": 0.975, "test_top5": 1.0}}  # one image of 40 fewer
     with pytest.raises(UserError, match=r"strategy deep .* top-1 1\.000000, but results/deep/metrics\.json says"):
-        comparison.compare_strategies(metrics, SEEDS)
+        comparison.compare_strategies(comparison.load_strategies(metrics, SEEDS))
 
 
 def test_pipeline_writes_predictions_comparison_and_cost(e2e_repo):
@@ -181,15 +186,15 @@ def test_pipeline_writes_predictions_comparison_and_cost(e2e_repo):
         assert pair["top1_diff"] == round(metrics[a]["test_top1"] - metrics[b]["test_top1"], 6)
         assert pair["ci_low"] <= pair["top1_diff"] <= pair["ci_high"]
         assert pair["top5_ci_low"] <= pair["top5_diff"] <= pair["top5_ci_high"]
-        assert (pair["test"], pair["n_images"], pair["n_seeds"]) == (paired_tests.MCNEMAR, len(labels), [1, 1])
+        assert (pair["test"], pair["n_images"], pair["n_seeds"]) == (paired_tests.NETWORKS_T, len(labels), [1, 1])
         assert pair["significant"] == (pair["p_holm"] < comparison.SIGNIFICANCE)
         assert pair["significant"] == (not pair["ci_low"] <= 0 <= pair["ci_high"])
-        # McNemar by hand from the saved predictions: 2 P(X <= min) for X ~ Binomial(discordant, 1/2).
+        # The paired test by hand from the saved predictions: ((n10 + n01) / N - d^2) / (N - 1), t with N - 1 df.
         a_only = int(np.sum(top1_correct[a] & ~top1_correct[b]))
         b_only = int(np.sum(~top1_correct[a] & top1_correct[b]))
-        discordant = a_only + b_only
-        tail = sum(math.comb(discordant, k) for k in range(min(a_only, b_only) + 1))
-        expected = min(1.0, 2 * tail / 2**discordant) if discordant else 1.0
+        images, diff = len(labels), (a_only - b_only) / len(labels)
+        variance = max(((a_only + b_only) / images - diff**2) / (images - 1), 1 / images**2)
+        expected = distributions.student_t_two_sided_p(diff / math.sqrt(variance), images - 1)
         assert pair["p_value"] == pytest.approx(expected, rel=1e-5)  # stored to 6 significant digits
 
     rows = repo.read_json(paths.COST_PATH)
@@ -252,4 +257,4 @@ def test_plots_stage_stops_on_a_bad_predictions_file_and_writes_nothing(e2e_repo
 def test_predictions_of_another_number_of_seeds_are_refused(project):
     metrics = {**METRICS, "deep": {**METRICS["deep"], "num_seeds": 2}}  # metrics of two seeds, predictions of one
     with pytest.raises(UserError, match=r"^strategy deep has predictions of 1 seed\(s\) \[0\] in predictions/deep/, "):
-        comparison.compare_strategies(metrics, SEEDS)
+        comparison.compare_strategies(comparison.load_strategies(metrics, SEEDS))

@@ -20,6 +20,8 @@ from transfer.models.model_file import load_model_file
 from transfer.report import layout
 from transfer.sources.synthetic_folder import SyntheticFolder, class_colour, write_synthetic_folder
 
+pytestmark = pytest.mark.pipeline  # every test here trains through a stage process or DVC
+
 CLASSES = ("cat", "dog", "fox")
 # One strategy that caches frozen features and one with two phases: the two training paths.
 STRATEGIES = ("probe", "lpft")
@@ -91,13 +93,21 @@ def test_a_folder_of_images_runs_through_dvc_and_an_added_image_reruns_prepare_a
 def test_cifar10_runs_through_dvc(tmp_path: Path, arch: str):
     synthetic = {"train_size": 120, "test_size": 40, "seed": 0}
     data = {"dataset": "cifar10", "val_size": 20, "synthetic": synthetic}
-    repo = Repo.create(tmp_path / "repo", small_tree(data, arch))
-    repo.dvc("repro", timeout=PIPELINE_TIMEOUT_SECONDS)
+    tree = small_tree(data, arch)
+    tree["strategies"]["probe"]["seeds"] = [0, 1]  # scores and the report over seeds, still without superclasses
+    repo = Repo.create(tmp_path / "repo", tree)
+    output = repo.dvc("repro", timeout=PIPELINE_TIMEOUT_SECONDS)
+    assert "superclass" not in output  # the stages' logs (train's included) name none
     assert (repo.root / paths.archive_path("cifar10")).is_file()
     assert_plots_and_verdict(repo, 10)
-    assert (
-        (repo.root / layout.REPORT_PATH).read_text().startswith(f"# {arch.replace('resnet', 'ResNet')} on CIFAR-10: ")
-    )
+    for name in STRATEGIES:
+        assert 0 <= repo.read_json(paths.metrics_path(name))["test_top5"] <= 1
+        assert repo.read_json(paths.confusion_path(name))["coarse_class_names"] == []
+    report = (repo.root / layout.REPORT_PATH).read_text()
+    assert report.startswith(f"# {arch.replace('resnet', 'ResNet')} on CIFAR-10: ")
+    assert "superclass" not in report and "| test top-1 | test top-5 |" in report
+    # The verdict names the dataset the synthetic images stand in for.
+    assert "stand-in data: synthetic images, not CIFAR-10:" in report
     image = tmp_path / "photo.png"
     Image.new("RGB", (50, 70), (200, 40, 40)).save(image)
     (record,) = predict(repo, "lpft", image)

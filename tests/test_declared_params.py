@@ -158,6 +158,7 @@ def run_recorded(stage_module, project: Path, monkeypatch, run_stage=None) -> se
     return reads
 
 
+@pytest.mark.pipeline
 def test_download_reads_what_it_declares(project, monkeypatch):
     reads = run_recorded(download, project, monkeypatch)  # synthetic
     archive_copy = project / "copy.tar.gz"
@@ -171,6 +172,7 @@ def test_download_reads_what_it_declares(project, monkeypatch):
     assert_reads_match(reads, declared_params("download"))
 
 
+@pytest.mark.pipeline
 def test_prepare_reads_what_it_declares(project, monkeypatch):
     reads = run_recorded(prepare, project, monkeypatch)  # the synthetic CIFAR-100 archive
     prepared = (project / paths.PREPARED_PATH).read_bytes()
@@ -185,6 +187,7 @@ def test_prepare_reads_what_it_declares(project, monkeypatch):
     assert_reads_match(reads, declared_params("prepare"))
 
 
+@pytest.mark.pipeline
 def test_weights_reads_what_it_declares(project, monkeypatch):
     reads = run_recorded(weights, project, monkeypatch)  # random
     weights_copy = project / "copy.pth"
@@ -197,16 +200,19 @@ def test_weights_reads_what_it_declares(project, monkeypatch):
     assert_reads_match(reads, declared_params("weights"))
 
 
+@pytest.mark.pipeline
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_train_reads_what_it_declares(train_reads, strategy):
     assert_reads_match(train_reads[strategy], declared_params("train", strategy))
 
 
+@pytest.mark.pipeline
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_train_subset_reads_what_it_declares(subset_reads, strategy):
     assert_reads_match(subset_reads[strategy], declared_params("train_subset", strategy))
 
 
+@pytest.mark.pipeline
 def test_plots_reads_what_it_declares(project, train_reads, monkeypatch):
     reads = run_recorded(plots, project, monkeypatch)
     assert_reads_match(reads, declared_params("plots"))

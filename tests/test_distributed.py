@@ -29,6 +29,8 @@ import pytest
 from tests.support.project import copy_code, params_tree, write_params
 from transfer import paths
 
+pytestmark = pytest.mark.pipeline  # every test here trains through a stage process or DVC
+
 EXACT_STRATEGY = "probe"  # head only, cached features: the same step on 1 or 2 processes
 BATCHNORM_STRATEGY = "deep"  # layer4's BatchNorm trains on each rank's half batch
 SMALL_RUN = {

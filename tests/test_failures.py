@@ -1,4 +1,9 @@
-"""Each user mistake, through the real stage command line: exit 2, one `error:` line, nothing left behind."""
+"""Each user mistake: exit 2, one `error:` line, nothing left behind.
+
+Every stage's exit-code contract is checked once through the real command line (`python -m stages.<name>`,
+a process importing torch: seconds); the other mistakes run the same main() in this process, through the
+same run_stage wrapper, which is what decides the exit status and the error line.
+"""
 
 import hashlib
 import http.server
@@ -47,15 +52,18 @@ class Project:
             timeout=STAGE_TIMEOUT_SECONDS,
         )
 
-    def run_in_process(self, stage: str, monkeypatch, capsys) -> tuple[subprocess.CompletedProcess, list[float]]:
-        """python -m stages.<stage> run in this process, with time.sleep recorded instead of slept.
+    def run_in_process(
+        self, stage: str, monkeypatch, capsys, *arguments: str
+    ) -> tuple[subprocess.CompletedProcess, list[float]]:
+        """python -m stages.<stage> arguments... run in this process, with time.sleep recorded instead of slept.
 
         Returns the run as a CompletedProcess and the delays the stage asked to sleep, in order.
         """
         delays: list[float] = []
         monkeypatch.setattr("transfer.sources.fetch.time.sleep", delays.append)
         monkeypatch.chdir(self.root)
-        monkeypatch.setattr(sys, "argv", [stage])  # main() parses sys.argv: pytest's own arguments are not the stage's
+        # main() parses sys.argv: pytest's own arguments are not the stage's
+        monkeypatch.setattr(sys, "argv", [stage, *arguments])
         capsys.readouterr()  # drop anything printed before
         try:
             run_stage(importlib.import_module(f"stages.{stage}").main)
@@ -124,16 +132,17 @@ def assert_left_nothing(project: Project, *outputs: Path) -> None:
 TRAIN_OUTPUTS = (paths.model_path("deep"), paths.results_dir("deep"), paths.checkpoint_dir("deep"))
 
 
-def test_misspelt_key_names_it_and_suggests_the_real_one(project: Project):
+def test_misspelt_key_names_it_and_suggests_the_real_one(project: Project, monkeypatch, capsys):
     project.write_params({"strategy": {"lrr": 0.1}})
-    message = error_line(project.run("train", "deep"))
+    # In this process: the train command's exit status is checked by the diverging-loss test below.
+    message = error_line(project.run_in_process("train", monkeypatch, capsys, "deep")[0])
     assert "'strategy.lrr'" in message
     assert "did you mean 'strategy.lr'?" in message
     assert_left_nothing(project, *TRAIN_OUTPUTS)
 
 
-def test_unknown_strategy_on_the_command_line_lists_the_defined_ones(project: Project):
-    message = error_line(project.run("train", "deeep"))
+def test_unknown_strategy_on_the_command_line_lists_the_defined_ones(project: Project, monkeypatch, capsys):
+    message = error_line(project.run_in_process("train", monkeypatch, capsys, "deeep")[0])
     assert "'deeep'" in message
     assert message.endswith(f"params.yaml defines: {', '.join(params_tree()['strategies'])}"), message
     assert_left_nothing(project, *TRAIN_OUTPUTS, paths.model_path("deeep"), paths.results_dir("deeep"))
@@ -142,7 +151,7 @@ def test_unknown_strategy_on_the_command_line_lists_the_defined_ones(project: Pr
 def test_too_small_image_size_names_the_key_and_the_minimum(project: Project):
     project.write_params({"data": {"image_size": 16}})
     # Every stage validates all of params.yaml; download is the one `dvc repro` runs first (and loads no torch).
-    message = error_line(project.run("download"))
+    message = error_line(project.run("download"))  # the download command's exit-code contract
     assert "data.image_size = 16" in message
     assert "use 32 to 512" in message
     assert_left_nothing(project, paths.ARCHIVE_PATH)
@@ -187,21 +196,23 @@ def server(start_http_server, served_archive: bytes):
     return start_http_server(ArchiveHandler, payload=served_archive, fail_first=0, requests=0)
 
 
-def test_http_download_with_correct_md5_writes_the_served_bytes(project: Project, server, served_archive: bytes):
+def test_http_download_with_correct_md5_writes_the_served_bytes(
+    project: Project, server, served_archive: bytes, monkeypatch, capsys
+):
     project.write_params({"data": {"source": server.url, "md5": hashlib.md5(served_archive).hexdigest()}})
-    result = project.run_ok("download")
-    assert result.stderr == ""
+    result, _ = project.run_in_process("download", monkeypatch, capsys)
+    assert result.returncode == 0 and result.stderr == ""
     assert (project.root / paths.ARCHIVE_PATH).read_bytes() == served_archive
     assert project.stray_files() == []
     assert server.requests == 1
 
 
 def test_http_download_with_wrong_md5_names_both_digests_and_keeps_nothing(
-    project: Project, server, served_archive: bytes
+    project: Project, server, served_archive: bytes, monkeypatch, capsys
 ):
     wrong_md5 = "0" * 32
     project.write_params({"data": {"source": server.url, "md5": wrong_md5}})
-    message = error_line(project.run("download"))
+    message = error_line(project.run_in_process("download", monkeypatch, capsys)[0])
     assert f"expected md5 {wrong_md5}, got {hashlib.md5(served_archive).hexdigest()}" in message
     assert server.url in message
     assert_left_nothing(project, paths.ARCHIVE_PATH)
@@ -239,10 +250,10 @@ def test_unreachable_server_gives_the_offline_hint(project: Project, monkeypatch
 # --- 3. download from a local path ------------------------------------------------------------
 
 
-def test_missing_local_source_names_the_path(project: Project, tmp_path: Path):
+def test_missing_local_source_names_the_path(project: Project, tmp_path: Path, monkeypatch, capsys):
     missing = tmp_path / "nowhere" / "cifar-100-python.tar.gz"
     project.write_params({"data": {"source": str(missing)}})
-    message = error_line(project.run("download"))
+    message = error_line(project.run_in_process("download", monkeypatch, capsys)[0])
     assert f"data.source = '{missing}'" in message
     assert "http(s) URL" in message and "'synthetic'" in message
     assert_left_nothing(project, paths.ARCHIVE_PATH)
@@ -260,16 +271,18 @@ def place_archive(project: Project, served_archive: bytes, *, keep_bytes: int | 
 
 def test_truncated_archive_names_the_archive_and_writes_nothing(project: Project, served_archive: bytes):
     place_archive(project, served_archive, keep_bytes=len(served_archive) // 2)
-    message = error_line(project.run("prepare"))
+    message = error_line(project.run("prepare"))  # the prepare command's exit-code contract
     assert message.startswith(f"{paths.ARCHIVE_PATH}: ")
     assert "truncated or corrupt" in message
     assert_left_nothing(project, paths.PREPARED_PATH)
 
 
-def test_val_size_above_the_training_set_names_the_key_and_range(project: Project, served_archive: bytes):
+def test_val_size_above_the_training_set_names_the_key_and_range(
+    project: Project, served_archive: bytes, monkeypatch, capsys
+):
     place_archive(project, served_archive)
     project.write_params({"data": {"val_size": 5000}})  # the real split's size; this archive has 200 training images
-    message = error_line(project.run("prepare"))
+    message = error_line(project.run_in_process("prepare", monkeypatch, capsys)[0])
     train_size = SERVED_ARCHIVE_SIZES["train_size"]
     assert "data.val_size = 5000" in message
     assert f"use 1 to {train_size - 1}" in message and f"has {train_size} images" in message
@@ -296,7 +309,7 @@ def garbage_weights_run(tmp_path_factory) -> GarbageWeightsRun:
     garbage.write_bytes(bytes(range(256)) * 16)
     project = new_project(root / "project")
     project.write_params({"model": {"weights": str(garbage)}})
-    return GarbageWeightsRun(project, garbage, project.run("weights"))
+    return GarbageWeightsRun(project, garbage, project.run("weights"))  # the weights command's exit-code contract
 
 
 def test_garbage_weights_file_names_the_file_and_writes_nothing(garbage_weights_run: GarbageWeightsRun):
@@ -315,6 +328,7 @@ def test_garbage_weights_message_says_what_model_weights_accepts(garbage_weights
 # --- 6. train ---------------------------------------------------------------------------------
 
 
+@pytest.mark.pipeline
 def test_diverging_loss_stops_training_with_epoch_step_and_lr(project: Project):
     project.write_params(
         {
@@ -331,7 +345,7 @@ def test_diverging_loss_stops_training_with_epoch_step_and_lr(project: Project):
     )
     project.run_ok("download")
     project.run_ok("prepare")
-    message = error_line(project.run("train", "scratch"))
+    message = error_line(project.run("train", "scratch"))  # the train command's exit-code contract
     assert message.startswith("train@scratch seed 0 epoch 1/2: the loss became "), message
     assert re.search(r"by step \d+ at lr 1e\+12;", message), message
     assert "strategy.lr" in message

@@ -17,6 +17,8 @@ import yaml
 from tests.support.project import copy_code, merge, params_tree, write_params
 from transfer import paths
 
+pytestmark = pytest.mark.pipeline  # every test here trains through a stage process or DVC
+
 STRATEGY = "deep"
 EPOCHS = 2
 SEEDS = [0, 1]
@@ -78,6 +80,9 @@ def start_and_kill_after_first_epoch(project: Path, signal_number: int) -> subpr
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A pytest-xdist worker runs with SIGINT ignored, and a child inherits that: Python then installs no
+        # KeyboardInterrupt handler and Ctrl-C would do nothing. A user's shell starts the stage with the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         checkpoint = project / paths.checkpoint_path(STRATEGY, KILLED_SEED)

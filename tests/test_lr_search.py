@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 import torch
 
-from tests.support.project import Repo, params_tree
+from tests.support.project import params_tree
 from tests.support.training import run_context
 from transfer import paths
 from transfer.config import LrCandidate, parse_params
@@ -130,18 +130,17 @@ def test_bad_or_unequal_searches_name_the_keys_and_what_to_do(changes, message):
     assert "\n" not in str(raised.value)
 
 
-def test_factors_from_the_command_line_search_and_count_the_tuning_cost(tmp_path):
-    tree = params_tree({"strategy": {"epochs": 1}})
-    tree["strategies"] = {"probe": tree["strategies"]["probe"]}  # cached features: the cheapest strategy
-    repo = Repo.create(tmp_path / "repo", tree)
-    repo.dvc("exp", "run", "-S", "strategy.lr_factors=[0.1,1]", "train@probe")
-    rows = repo.read_json(paths.lr_search_path("probe"))
+def test_factors_from_the_command_line_search_and_count_the_tuning_cost(e2e_repo):
+    # On the shared e2e repository; only train@probe (cached features: the cheapest strategy) runs. The test
+    # params' shallow searches its own lr list, which factors would also search: it gets one rate here.
+    e2e_repo.dvc("exp", "run", "-S", "strategy.lr_factors=[0.1,1]", "-S", "strategies.shallow.lr=0.05", "train@probe")
+    rows = e2e_repo.read_json(paths.lr_search_path("probe"))
     assert [(row["lr"], row["factor"]) for row in rows] == [(0.1 * 0.05, 0.1), (0.05, 1.0)]
     best = max(rows, key=lambda row: row["best_val_top1"])  # max keeps the first of equals, as the rule does
     assert [row["chosen"] for row in rows] == [row is best for row in rows]
-    metrics = repo.read_json(paths.metrics_path("probe"))
+    metrics = e2e_repo.read_json(paths.metrics_path("probe"))
     assert (metrics["lr"], metrics["lr_factor"], metrics["lr_candidates"]) == (best["lr"], best["factor"], 2)
     assert metrics["best_val_top1"] == best["best_val_top1"]
     # Both candidates train the same network the same number of steps: the tuning run costs one seed's run.
     assert metrics["tuning_flops"] == metrics["train_flops"] > 0
-    assert repo.read_json(paths.timing_path("probe"))["tuning_seconds"] > 0
+    assert e2e_repo.read_json(paths.timing_path("probe"))["tuning_seconds"] > 0

@@ -1,4 +1,4 @@
-"""The paired tests (transfer/report/paired_tests.py): exact cases, intervals that agree with the decision,
+"""The paired tests (transfer/statistics/paired_tests.py): hand-computed cases, intervals that agree with the decision,
 Holm's correction, and by simulation a false-positive rate held at the nominal level over training runs."""
 
 import math
@@ -6,19 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from transfer.report import distributions, paired_tests
+from transfer.statistics import distributions, paired_tests
+from transfer.statistics.run_variance import RunVariance
 
 SIGNIFICANCE = 0.05
-
-
-def test_mcnemar_exact_known_tables():
-    # b = 10, c = 2: 2 P(X <= 2) for X ~ Binomial(12, 1/2) = 2 (1 + 12 + 66) / 4096.
-    assert paired_tests.mcnemar_exact_p(10, 2) == pytest.approx(2 * 79 / 4096, rel=1e-15)
-    assert paired_tests.mcnemar_exact_p(2, 10) == paired_tests.mcnemar_exact_p(10, 2)
-    assert paired_tests.mcnemar_exact_p(5, 0) == 2 / 32
-    assert paired_tests.mcnemar_exact_p(3, 3) == 1.0  # the doubled tail passes 1: capped
-    assert paired_tests.mcnemar_exact_p(0, 0) == 1.0  # no discordant image: no evidence
-    assert 0 < paired_tests.mcnemar_exact_p(6000, 4000) < 1e-80  # large tables stay exact, no overflow
 
 
 def test_student_t_matches_known_values():
@@ -31,35 +22,17 @@ def test_student_t_matches_known_values():
     assert distributions.student_t_critical(0.05, 1e7, 0.0, 100.0) == pytest.approx(1.959964, abs=1e-5)
 
 
-def test_binomial_tail_matches_exact_sums():
-    exact = sum(math.comb(30, k) * 0.3**k * 0.7 ** (30 - k) for k in range(12, 31))
-    assert distributions.binomial_upper_tail(12, 30, 0.3) == pytest.approx(exact, rel=1e-10)
-    assert distributions.binomial_upper_tail(0, 30, 0.3) == 1.0
-
-
-def test_clopper_pearson_inverts_mcnemar():
-    test = paired_tests.McNemar(a_only=30, b_only=14, images=1000)
-    p = test.p_value()
-    for level in (0.01, 0.05, p * 0.999, p * 1.001):
-        low, high = test.interval(level, significant=p < level)
-        assert (low > 0) == (p < level), level  # the interval excludes 0 exactly when p is below its level
-        assert low <= test.diff <= high
-    # 30 of 44: the Clopper-Pearson bounds of the share at 95%, where P(X >= 30) and P(X <= 30) reach 0.025,
-    # are 0.524219 and 0.813901 (found apart, by bisection on sums of math.comb terms).
-    low, high = test.interval(0.05, significant=p < 0.05)
-    assert ((low * 1000 / 44 + 1) / 2, (high * 1000 / 44 + 1) / 2) == pytest.approx((0.524219, 0.813901), abs=1e-6)
-
-
 def test_seed_and_image_t_on_a_hand_computed_case():
-    # Two seeds each on four images. Seed accuracies a: 3/4, 2/4; b: 1/4, 2/4: spread 1/32 each.
-    a = np.array([[1, 1], [1, 0], [1, 1], [0, 0]], dtype=bool)
-    b = np.array([[0, 1], [0, 0], [1, 1], [0, 0]], dtype=bool)
-    test = paired_tests.paired_test(a, b)
+    # Two seeds each on eight images (four, twice: the floor, one image's share squared, stays below the variance).
+    # Seed accuracies a: 3/4, 2/4; b: 1/4, 2/4: spread 1/32 each.
+    a = np.tile(np.array([[1, 1], [1, 0], [1, 1], [0, 0]], dtype=bool), (2, 1))
+    b = np.tile(np.array([[0, 1], [0, 0], [1, 1], [0, 0]], dtype=bool), (2, 1))
+    test = paired_tests.paired_test(RunVariance.from_correctness({"a": a, "b": b}), 0, 1)
     assert test.name == paired_tests.SEED_IMAGE_T and test.diff == 0.25
-    # Per-image difference (1/2, 1/2, 0, 0): variance 1/12. Residual mean squares (images x seeds): 1/8 each.
-    # Image part max(1/12 - 1/16 - 1/16, 0) / 4 = 0; seed parts (1/32) / 2 each.
+    # Per-image difference (1/2, 1/2, 0, 0) twice: variance 1/14. Residual mean squares (images x seeds): 3/28 each.
+    # Image part max(1/14 - 3/56 - 3/56, 0) / 8 = 0; the seed spread pooled over both (1/32, 2 df), over 2 seeds each.
     assert test.variance == pytest.approx(1 / 32)
-    assert test.degrees_of_freedom == pytest.approx(2.0)  # two equal parts of 1 df each
+    assert test.degrees_of_freedom == pytest.approx(2.0)  # the pooled seed variance's alone
     t = 0.25 / math.sqrt(1 / 32)
     assert test.p_value() == pytest.approx(1 - t / math.sqrt(2 + t * t), abs=1e-12)  # t with 2 df, closed form
     for level in (0.05, test.p_value() * 1.001, test.p_value() * 0.999):
@@ -111,7 +84,7 @@ def rejection_rate(decide, shift_sd_points: float, offset_points: float, seed: i
 
 def seed_and_image_t_rejects(a: np.ndarray, b: np.ndarray) -> bool:
     """The comparison's decision for one pair."""
-    return paired_tests.paired_test(a, b).p_value() < SIGNIFICANCE
+    return paired_tests.paired_test(RunVariance.from_correctness({"a": a, "b": b}), 0, 1).p_value() < SIGNIFICANCE
 
 
 def images_only_rejects(a: np.ndarray, b: np.ndarray) -> bool:

@@ -70,9 +70,9 @@ def imported_project_modules(module: str) -> set[str]:
 def declared_code(stage: str) -> set[str]:
     """The project source files a stage lists in its deps; a folder dep stands for every module in it.
 
-    A folder is declared where one stage imports all of its modules (transfer/training, transfer/report): the
-    equality below then still holds, so a module of that folder that the stage stopped importing would fail it
-    (an edit of it would rerun the stage for nothing).
+    A folder is declared where one stage imports all of its modules (transfer/training, transfer/report,
+    transfer/statistics): the equality below then still holds, so a module of that folder that the stage stopped
+    importing would fail it (an edit of it would rerun the stage for nothing).
     """
     declared = set()
     for dep in stage_body(stage)["deps"]:

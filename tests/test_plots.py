@@ -17,10 +17,12 @@ from dvc_render.base import Renderer
 
 from stages import plots
 from tests.support.project import params_tree, write_params
+from tests.support.verdict_runs import made_up_provenance, write_json_files
 from transfer import paths
 from transfer.atomic import save_npz
 from transfer.errors import UserError
-from transfer.report import layout, page, paired_tests
+from transfer.report import layout, page
+from transfer.statistics import paired_tests
 
 ROOT = paths.PROJECT_ROOT
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -159,21 +161,13 @@ def write_results(root: Path) -> None:
                 "tuning_seconds": 115.0 if index == 0 else 0.0,
                 "device": "cpu",
             },
-            paths.provenance_path(name): {
-                "strategy": name,
-                "config": {},
-                "versions": dict.fromkeys(("python", "torch", "torchvision", "torchmetrics", "numpy", "dvc"), "1.0"),
-                "device": "cpu, float32",
-                "model_seed": 1,
-            },
+            paths.provenance_path(name): made_up_provenance(name, model_seed=1),
         }
         # Each seed's test top-1 (the band of plots/data_budget.json): one seed below the mean, the others above.
         for number, seed in enumerate(SEEDS):
             seed_top1 = metrics(index)["test_top1"] + (-0.01 if number == 0 else 0.01)
             files[paths.seed_dir(name, seed) / paths.METRICS_FILE] = {"test_top1": seed_top1}
-        for path, content in files.items():
-            (root / path).parent.mkdir(parents=True, exist_ok=True)
-            (root / path).write_text(json.dumps(content))
+        write_json_files(root, files)
 
 
 @pytest.fixture(scope="module")
@@ -384,16 +378,16 @@ def test_a_history_with_a_column_another_lacks_is_refused(tmp_path, monkeypatch)
 
 def test_the_verdict_opens_the_report(project):
     answer = read(project, layout.VERDICT_PATH)
-    # Made-up results: the last strategy has the best top-1 (0.6 + index / 100), on 100 images its lead of
-    # at most 4 images is not significant after Holm's correction, the first strategy is cheapest in FLOPs
-    # (10^12 x (index + 1)) and, all seconds equal, the first listed is cheapest in seconds.
+    # Made-up results: the last strategy has the best top-1 (0.6 + index / 100); on 100 images its lead of at most
+    # 4 images is neither shown nor within the 1-point margin, so the others are inconclusive and the cheap pick is
+    # the best itself (only best and equivalent compete).
     best = STRATEGIES[-1]
-    assert answer["best"] == best
+    assert answer["best"] == best and answer["claims_for"] == "recipes"  # two seeds each
+    assert answer["status"] == {name: "best" if name == best else "inconclusive" for name in STRATEGIES}
     # The headline: every strategy's mean test top-1 and its spread, one value each (a column in dvc exp show).
     assert answer["test_top1"] == {name: pytest.approx(0.6 + index / 100) for index, name in enumerate(STRATEGIES)}
     assert answer["test_top1_std"] == dict.fromkeys(STRATEGIES, 0.0123)
-    assert answer["tied_with_best"] == ", ".join(sorted(STRATEGIES[:-1]))
-    assert (answer["cheapest_flops"], answer["cheapest_seconds"]) == (STRATEGIES[0], STRATEGIES[0])
+    assert (answer["cheapest_flops"], answer["cheapest_seconds"]) == (best, best)
     caveats = answer["caveats"]
     assert answer["num_caveats"] == len(caveats) == 6
     assert caveats[0].startswith("seed spread of test top-1 (sample sd, points): shallow ±1.23, deep ±1.23")
@@ -404,7 +398,7 @@ def test_the_verdict_opens_the_report(project):
     assert caveats[5].startswith("scratch trains from scratch with the ImageNet stem at 32 px")
     report = (project / layout.REPORT_PATH).read_text()
     assert report.split("\n\n")[1] == "## Verdict"  # right under the title
-    assert f"- **Use {best}**: the best mean test top-1 ({answer['test_top1'][best]:.4f})." in report
+    assert f"- **Best: {best}**, mean test top-1 {answer['test_top1'][best]:.4f} over 2 seeds." in report
     assert report.index("## Verdict") < report.index("## Final scores")
 
 

@@ -70,6 +70,7 @@ def test_an_unreadable_store_is_measured_again(tmp_path):
     assert json.loads(path.read_text())[precision.machine_key(True)]["precision"] == "bf16"
 
 
+@pytest.mark.pipeline  # times real training steps (bf16 emulated on most CPUs)
 def test_the_real_probe_times_both_precisions():
     assert precision.time_training_steps(None, False) > 0
     assert precision.time_training_steps(torch.bfloat16, True) > 0

@@ -15,7 +15,7 @@ from torchvision.models import resnet18
 
 from stages import predict
 from transfer.datasets import image_decode
-from transfer.errors import UserError
+from transfer.errors import UserError, run_stage
 from transfer.models import inference
 from transfer.models.model_file import load_model_file
 from transfer.models.network import build_inference_network
@@ -53,9 +53,29 @@ def write_image(path: Path, size: tuple[int, int], mode: str = "RGB") -> Path:
 
 
 def run_predict(*arguments: str) -> subprocess.CompletedProcess:
-    """The command as a user runs it."""
+    """The command as a user runs it (a process importing torch: seconds; the exit status is its own)."""
     command = [sys.executable, "-m", "stages.predict", *arguments]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def predict_here(capsys):
+    """predict_here(*arguments): the command's main() in this process, through run_stage as `python -m` runs it.
+
+    Returns what a process would: exit status, stdout, stderr.
+    """
+
+    def run(*arguments: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()  # drop anything printed before
+        try:
+            run_stage(lambda: predict.main(list(arguments)))
+            returncode = 0
+        except SystemExit as exit_:
+            returncode = exit_.code
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(["predict", *arguments], returncode, captured.out, captured.err)
+
+    return run
 
 
 def test_json_lists_top_k_classes_with_probabilities(model_file: Path, tmp_path: Path, capsys):
@@ -86,7 +106,7 @@ def test_folder_is_walked_and_bad_files_are_listed_with_exit_2(model_file: Path,
     (folder / "nested").mkdir(parents=True)
     write_image(folder / "nested" / "good.png", (64, 48))
     (folder / "broken.png").write_bytes(b"not an image")
-    result = run_predict(str(model_file), str(folder), str(tmp_path / "missing.png"))
+    result = run_predict(str(model_file), str(folder), str(tmp_path / "missing.png"))  # the command's exit status
     assert result.returncode == 2
     assert "good.png" in result.stdout and "class_" in result.stdout
     assert "broken.png" in result.stderr and "missing.png" in result.stderr
@@ -94,23 +114,23 @@ def test_folder_is_walked_and_bad_files_are_listed_with_exit_2(model_file: Path,
 
 
 @pytest.mark.parametrize("content", [b"garbage", None])
-def test_a_model_file_that_is_not_ours_is_one_line(tmp_path: Path, content: bytes | None):
+def test_a_model_file_that_is_not_ours_is_one_line(tmp_path: Path, content: bytes | None, predict_here):
     model = tmp_path / "model.pt"
     if content is None:
         torch.save({"weights": torch.zeros(1)}, model)  # a torch file, but not of this project
     else:
         model.write_bytes(content)
-    result = run_predict(str(model), str(write_image(tmp_path / "a.png", (32, 32))))
+    result = predict_here(str(model), str(write_image(tmp_path / "a.png", (32, 32))))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and str(model) in result.stderr
 
 
-def test_predict_labels_an_image_with_a_trained_model(e2e_repo, tmp_path: Path):
+def test_predict_labels_an_image_with_a_trained_model(e2e_repo, tmp_path: Path, predict_here):
     image = write_image(tmp_path / "some.png", (40, 30))
     model = e2e_repo.root / "models" / "scratch.pt"
-    table = run_predict(str(model), str(image))
+    table = predict_here(str(model), str(image))
     assert table.returncode == 0, table.stderr
-    records = json.loads(run_predict(str(model), str(image), "--json").stdout)
+    records = json.loads(predict_here(str(model), str(image), "--json").stdout)
     class_names = load_model_file(model)["class_names"]
     assert records[0]["top5"][0]["class"] in class_names and records[0]["top5"][0]["class"] in table.stdout
     assert 0.0 <= records[0]["top5"][0]["probability"] <= 1.0
@@ -165,13 +185,15 @@ def damaged_png(path: Path) -> Path:
     return path
 
 
-def test_damaged_png_and_fifo_are_one_line_each_and_the_others_are_labelled(model_file: Path, tmp_path: Path):
+def test_damaged_png_and_fifo_are_one_line_each_and_the_others_are_labelled(
+    model_file: Path, tmp_path: Path, predict_here
+):
     folder = tmp_path / "images"
     folder.mkdir()
     write_image(folder / "good.png", (40, 30))
     damaged_png(folder / "damaged.png")
     os.mkfifo(folder / "pipe.png")  # opened for reading, a FIFO would wait for a writer forever
-    result = run_predict(str(model_file), str(folder))
+    result = predict_here(str(model_file), str(folder))
     assert result.returncode == 2
     assert "good.png" in result.stdout and "class_" in result.stdout
     lines = result.stderr.splitlines()
@@ -181,12 +203,12 @@ def test_damaged_png_and_fifo_are_one_line_each_and_the_others_are_labelled(mode
     assert lines[2] == f"{folder / 'pipe.png'}: not a regular file"
 
 
-def test_control_characters_in_class_and_file_names_are_escaped(tmp_path: Path):
+def test_control_characters_in_class_and_file_names_are_escaped(tmp_path: Path, predict_here):
     names = ["\x1b[2J\x1b[31mred"] + CLASS_NAMES[1:]
     model = tmp_path / "model.pt"
     torch.save(model_checkpoint(names), model)
     image = write_image(tmp_path / "a\x1b]0;title\x07.png", (32, 32))
-    result = run_predict(str(model), str(image), "--top", str(len(names)))
+    result = predict_here(str(model), str(image), "--top", str(len(names)))
     assert result.returncode == 0, result.stderr
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     assert "\\x1b[2J\\x1b[31mred" in result.stdout and "a\\x1b]0;title\\x07.png" in result.stdout

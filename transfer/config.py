@@ -181,11 +181,17 @@ class StrategyConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    equivalence_margin: float  # of top-1 accuracy: a strategy within it of the best, shown so, is "equivalent"
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig
     model: ModelConfig
     compute: ComputeConfig
     strategy: TrainingConfig
+    report: ReportConfig
     strategies: dict[str, StrategyConfig]
 
     def strategy_named(self, name: str) -> StrategyConfig:
@@ -487,6 +493,12 @@ def _validate_common(params: Params) -> None:
     _require_positive(params.compute.eval_batch_size, "compute.eval_batch_size")
     _require_positive(params.compute.nproc, "compute.nproc")
     _validate_training(params.strategy, "strategy")
+    margin = params.report.equivalence_margin
+    if not 0.0 < margin < 1.0:
+        raise UserError(
+            f"report.equivalence_margin = {margin} is invalid: use a fraction of top-1 accuracy above 0 and below 1, "
+            "e.g. 0.01 (one point)"
+        )
 
 
 def _refuse_all_in_train_sizes(value: object) -> None:

@@ -9,6 +9,7 @@ from transfer.config import DataConfig
 from transfer.datasets.cifar_archive import CifarArchive
 from transfer.datasets.image_folder import LabelledFiles, decode_all, find_images
 from transfer.errors import UserError
+from transfer.printable import printable
 
 # The folder's test hold-out draws from its own stream of data.split_seed, apart from the validation draw's.
 TEST_DRAW = 1
@@ -95,6 +96,10 @@ def prepared_folder_arrays(data: DataConfig, workers: int) -> tuple[dict[str, np
         kept, held_out = stratified_split(train.labels, data.test_size, [data.split_seed, TEST_DRAW], "data.test_size")
         train, test = _subset(train, kept), _subset(train, held_out)
     train_indices, val_indices = stratified_split(train.labels, data.val_size, data.split_seed)
+    _require_every_class(layout.class_names, train.labels[train_indices], "training", "add images of it")
+    _require_every_class(
+        layout.class_names, train.labels[val_indices], "validation", "raise data.val_size or add images of it"
+    )
     # Decoded in their final order into one array, so the splits are views of it: memory holds each image once.
     # One pass over every file, so an unreadable-image error counts them all.
     in_order = _subset(train, np.concatenate([train_indices, val_indices]))
@@ -112,6 +117,18 @@ def prepared_folder_arrays(data: DataConfig, workers: int) -> tuple[dict[str, np
         "coarse_class_names": np.array([], dtype=str),
     }
     return arrays, len(layout.skipped)
+
+
+def _require_every_class(class_names: tuple[str, ...], labels: np.ndarray, split: str, advice: str) -> None:
+    """A UserError naming the first class with no image in the split: it could never be learnt, or never scored."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    empty = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
+    if empty:
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise UserError(
+            f"class {printable(empty[0])!r}{more} has no {split} image after the split of {len(labels)} {split} "
+            f"images: {advice}"
+        )
 
 
 def _subset(files: LabelledFiles, indices: np.ndarray) -> LabelledFiles:

@@ -10,20 +10,27 @@ from pathlib import Path
 
 import torch
 
-from transfer.datasets.image_decode import decode_square, printable
+from transfer.datasets.image_decode import allocate_images, decode_square
 from transfer.errors import UserError
 from transfer.models.network import build_inference_network
+from transfer.printable import printable
 from transfer.training.augment import Normalization
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def image_files(arguments: list[Path]) -> tuple[list[Path], list[str]]:
-    """Image files named or found (recursively, sorted) in folders, and one problem line per missing path."""
+    """Image files named or found (recursively, sorted) in folders, and one problem line per missing path.
+
+    A folder found inside one is walked, never labelled, whatever its suffix (a folder named x.png is no image);
+    a FIFO or device found there is kept, for decode_square to refuse in one line.
+    """
     files, problems = [], []
     for argument in arguments:
         if argument.is_dir():
-            files += sorted(path for path in argument.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS)
+            files += sorted(
+                path for path in argument.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS and not path.is_dir()
+            )
         elif argument.exists():
             files.append(argument)
         else:
@@ -44,7 +51,7 @@ def top_classes(checkpoint: dict, images: torch.Tensor, top: int, device: torch.
     results = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            inputs = normalization(images[start : start + batch_size])
+            inputs = normalization(images[start : start + batch_size].contiguous())  # NHWC-backed: as stacked
             probabilities = net(inputs.to(device)).float().softmax(dim=1).cpu()
             values, indices = probabilities.topk(min(top, len(names)), dim=1)
             results += [
@@ -67,13 +74,17 @@ def format_table(labels: list[tuple[Path, list]]) -> str:
     )
 
 
-def read_images(files: list[Path], stored_size: int) -> tuple[list[Path], list[torch.Tensor], list[str]]:
-    """(readable files, their uint8 (3, S, S) images, one problem line per unreadable file)."""
-    good, images, problems = [], [], []
+def read_images(files: list[Path], stored_size: int) -> tuple[list[Path], torch.Tensor, list[str]]:
+    """(readable files, their uint8 (N, 3, S, S) images, one problem line per unreadable file).
+
+    Decoded into one array allocated up front: a set too large for memory is one line saying how large.
+    """
+    images = allocate_images(len(files), stored_size, "predict", "label fewer images at a time")
+    good, problems = [], []
     for path in files:
         try:
-            images.append(load_image(path, stored_size))
+            images[len(good)] = decode_square(path, stored_size)
             good.append(path)
         except UserError as error:
             problems.append(str(error))
-    return good, images, problems
+    return good, torch.from_numpy(images[: len(good)]).permute(0, 3, 1, 2), problems

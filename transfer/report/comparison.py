@@ -1,11 +1,11 @@
 """Paired statistics between strategies on the same test images: is a difference in accuracy larger than chance?
 
 Every strategy is scored on the same test images, so two strategies are compared image by image
-(transfer/report/paired_tests.py). For each unordered pair (a, b) and each of top-1 and top-5:
+(transfer/statistics/paired_tests.py). For each unordered pair (a, b) and each of top-1 and top-5:
   - the difference is a's mean accuracy over its seeds minus b's (metrics.json's test_top1 of a minus b's);
-  - p_value is the raw two-sided p: with one seed each the exact McNemar test, which holds for these two
-    trained networks only; otherwise a t test whose variance adds seed-to-seed variance to that of the
-    test images drawn, so more seeds make the answer hold for the training recipe, not one run;
+  - p_value is the raw two-sided p of one t test for every pair of the run, whose variance adds seed-to-seed
+    variance (pooled over the run's strategies) to that of the test images drawn; with one seed everywhere
+    it is the paired test of the two trained networks on the images alone, which holds for them only;
   - p_holm is Holm's adjustment over all pairs of that metric, and `significant` is p_holm < SIGNIFICANCE;
   - the interval inverts the same test at Holm's level for the pair (confidence in ci_level), so it
     excludes 0 exactly when the pair is significant: the interval and the decision never disagree.
@@ -20,7 +20,8 @@ import numpy as np
 from transfer import paths
 from transfer.atomic import write_json
 from transfer.errors import UserError
-from transfer.report.paired_tests import MCNEMAR, holm, holm_levels, paired_test
+from transfer.statistics.paired_tests import NETWORKS_T, holm, holm_levels, paired_test
+from transfer.statistics.run_variance import RunVariance
 
 SIGNIFICANCE = 0.05  # family-wise: after Holm's correction over the pairs, per metric
 # |top-1 from the predictions - metrics.json's test_top1| above this means they come from different runs.
@@ -45,11 +46,16 @@ class StrategyPredictions:
         return self.top1_correct if metric == "top1" else self.top5_correct
 
 
-def metric_fields(a: StrategyPredictions, b: StrategyPredictions, metric: str) -> dict:
-    """The tests of a minus b in one metric, with what the row needs before Holm's correction."""
-    test = paired_test(a.correct(metric), b.correct(metric))
+def metric_fields(run: RunVariance, a: StrategyPredictions, b: StrategyPredictions, metric: str) -> dict:
+    """The test of a minus b in one metric, with what the row needs before Holm's correction."""
+    test = paired_test(run, run.names.index(a.name), run.names.index(b.name))
     reported = a.metrics[METRICS[metric]] - b.metrics[METRICS[metric]]
     return {"test": test, "p": test.p_value(), "reported": reported}
+
+
+def metric_run(loaded: dict[str, StrategyPredictions], metric: str) -> RunVariance:
+    """The run's variance model of one metric: every strategy's correctness, seed spread pooled over them."""
+    return RunVariance.from_correctness({name: prediction.correct(metric) for name, prediction in loaded.items()})
 
 
 def corrected_fields(tested: list[dict], metric: str) -> list[dict]:
@@ -93,7 +99,8 @@ def compare_loaded(loaded: dict[str, StrategyPredictions]) -> list[dict]:
         for a, b in pairs
     ]
     for metric in METRICS:
-        tested = [metric_fields(loaded[a], loaded[b], metric) for a, b in pairs]
+        run = metric_run(loaded, metric)
+        tested = [metric_fields(run, loaded[a], loaded[b], metric) for a, b in pairs]
         for row, fields in zip(rows, corrected_fields(tested, metric), strict=True):
             row.update(fields)
     return rows
@@ -154,12 +161,17 @@ def load_strategy(name: str, seeds: list[int], metrics: dict, labels: np.ndarray
     return StrategyPredictions(name, top1_correct, top5_correct, metrics)
 
 
-def compare_strategies(metrics: dict[str, dict], seeds: dict[str, list[int]]) -> list[dict]:
-    """comparison.json's rows: every unordered pair of strategies, sorted by name (a before b)."""
-    if len(metrics) < 2:
-        return []
+def load_strategies(metrics: dict[str, dict], seeds: dict[str, list[int]]) -> dict[str, StrategyPredictions]:
+    """Every strategy's correctness, checked against the test labels and its metrics.json, in the order given."""
     labels = reference_test_labels()
-    return compare_loaded({name: load_strategy(name, seeds[name], metrics[name], labels) for name in sorted(metrics)})
+    return {name: load_strategy(name, seeds[name], metrics[name], labels) for name in metrics}
+
+
+def compare_strategies(loaded: dict[str, StrategyPredictions]) -> list[dict]:
+    """comparison.json's rows: every unordered pair of strategies, sorted by name (a before b)."""
+    if len(loaded) < 2:
+        return []
+    return compare_loaded({name: loaded[name] for name in sorted(loaded)})
 
 
 def points(fraction: float) -> str:
@@ -178,10 +190,13 @@ def field(pair: dict, prefix: str, key: str) -> object:
 
 
 def scope(pair: dict, prefix: str) -> str:
-    """What the pair's test covers: these two trained networks (McNemar), or training runs of the recipes."""
-    if field(pair, prefix, "test") == MCNEMAR:
+    """What the pair's test covers: these two trained networks, or training runs of the recipes."""
+    if field(pair, prefix, "test") == NETWORKS_T:
         return "for these two trained networks only (one seed each)"
-    return f"over training runs ({pair['n_seeds'][0]} and {pair['n_seeds'][1]} seeds) and test images"
+    return (
+        f"over training runs ({pair['n_seeds'][0]} and {pair['n_seeds'][1]} seeds, the seed spread pooled over "
+        "the run's strategies) and test images"
+    )
 
 
 def reading(pair: dict, prefix: str = "") -> str:
@@ -210,9 +225,10 @@ def comparison_section(pairs: list[dict], strategies: list[str]) -> str:
         )
     section += (
         "Each row is strategy a minus strategy b on the same test images, in percentage points "
-        "(positive: a is better). p is the raw two-sided p-value: the exact McNemar test when both strategies "
-        "have one seed (it holds for these two trained networks only: another seed could move it), else a t "
-        "test whose variance adds the seed-to-seed variance of each strategy to that of the test images drawn. "
+        "(positive: a is better). p is the raw two-sided p-value of a t test whose variance adds the seed-to-seed "
+        "variance (pooled over the strategies with two seeds or more) to that of the test images drawn; when no "
+        "strategy has two seeds, it is the paired test of the two trained networks on the images alone (it holds "
+        "for these networks only: another seed could move it). "
         f"Holm p corrects for the {len(pairs)} pairs, separately for top-1 and top-5; a difference is "
         f"significant when Holm p < {SIGNIFICANCE}. The interval inverts the same test at Holm's level for the "
         "pair (its confidence is in comparison.json's ci_level), so it excludes 0 exactly when the difference "

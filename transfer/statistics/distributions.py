@@ -1,12 +1,10 @@
-"""The two distributions the paired tests need, without scipy: Student's t and the binomial's exact tails.
+"""Student's t without scipy: its two-sided tail and critical values, for the paired tests and the verdict.
 
-Each test's interval is found by inverting the test itself (transfer/report/paired_tests.py), so every
+Each test's interval is found by inverting the test itself (transfer/statistics/paired_tests.py), so every
 function here is monotone in the value searched and a bisection finds it to float precision.
 """
 
 import math
-
-import numpy as np
 
 BISECTION_STEPS = 200  # halvings of the search bracket: far past float64's 53 bits for any bracket used here
 CONTINUED_FRACTION_TERMS = 300  # Lentz's method converges in under 100 terms for the arguments used here
@@ -59,23 +57,3 @@ def bisect(increasing, target: float, low: float, high: float) -> float:
 def student_t_critical(two_sided_level: float, degrees_of_freedom: float, low: float, high: float) -> float:
     """The c in [low, high] with P(|T| >= c) = two_sided_level; the caller's bracket settles float ties."""
     return bisect(lambda c: -student_t_two_sided_p(c, degrees_of_freedom), -two_sided_level, low, high)
-
-
-def log_binomial_pmf(trials: int, probability: float) -> np.ndarray:
-    """log P(X = k) for k = 0..trials, X ~ Binomial(trials, probability), 0 < probability < 1."""
-    k = np.arange(trials + 1)
-    log_choose = np.concatenate([[0.0], np.cumsum(np.log((trials - k[1:] + 1) / k[1:]))])
-    return log_choose + k * math.log(probability) + (trials - k) * math.log1p(-probability)
-
-
-def binomial_upper_tail(successes: int, trials: int, probability: float) -> float:
-    """P(X >= successes) for X ~ Binomial(trials, probability); increasing in probability."""
-    if successes <= 0:
-        return 1.0
-    if probability <= 0.0:
-        return 0.0
-    if probability >= 1.0:
-        return 1.0
-    log_terms = log_binomial_pmf(trials, probability)[successes:]
-    top = log_terms.max()
-    return float(min(1.0, math.exp(top) * np.exp(log_terms - top).sum()))
