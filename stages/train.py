@@ -44,8 +44,8 @@ def train(strategy_name: str, train_per_class: int = 0) -> None:
     distributed.check_world_size(ranks, params.compute.nproc)
     if strategy.training.batch_size % ranks.world_size:
         raise UserError(
-            f"batch size {strategy.training.batch_size} of {stage_name(strategy_name, train_per_class)} does not "
-            f"split over compute.nproc = {ranks.world_size} processes; use a multiple of {ranks.world_size}"
+            f"batch size {strategy.training.batch_size} of {paths.train_stage_name(strategy_name, train_per_class)} "
+            f"does not split over compute.nproc = {ranks.world_size} processes; use a multiple of {ranks.world_size}"
         )
     make_deterministic()
     compute = resolve_compute(params.compute, ranks.local_rank)
@@ -65,11 +65,6 @@ def train(strategy_name: str, train_per_class: int = 0) -> None:
         raise
     finally:
         distributed.stop_processes()
-
-
-def stage_name(strategy_name: str, train_per_class: int) -> str:
-    """The DVC stage that runs this command (dvc.yaml): train@<strategy> or train_subset@<strategy>-<size>."""
-    return f"train_subset@{strategy_name}-{train_per_class}" if train_per_class else f"train@{strategy_name}"
 
 
 def images_per_class(value: str) -> int:
@@ -109,8 +104,9 @@ def main() -> None:
     except KeyboardInterrupt:
         # The epoch in progress is dropped; completed epochs are in the checkpoint, written atomically.
         print(
-            f"{stage_name(strategy_name, train_per_class)}: interrupted; no results were written. Completed epochs "
-            f"are kept in {paths.checkpoint_dir(output_name)}/: run the same dvc command again to resume from there",
+            f"{paths.train_stage_name(strategy_name, train_per_class)}: interrupted; no results were written. "
+            f"Completed epochs are kept in {paths.checkpoint_dir(output_name)}/: run the same dvc command again to "
+            "resume from there",
             file=sys.stderr,
             flush=True,
         )

@@ -7,13 +7,16 @@ verdict per size cover every strategy.
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
 
 from benchmarks import data_budget_cost
+from stages import plots
 from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree, write_params
 from tests.support.training import run_context
+from tests.support.verdict_runs import CLASSES, TRAIN_PER_CLASS, write_run
 from transfer import paths
 from transfer.config import parse_params
 from transfer.errors import UserError
@@ -106,22 +109,146 @@ def test_a_strategy_may_not_take_the_name_of_the_sizes_folder():
         parse_params(tree)
 
 
-def outcome(label: str, best: str) -> SizeOutcome:
-    """A size's outcome with only what the crossover sentence reads."""
+def outcome(label: str, status: dict[str, str], seeds: int = 3) -> SizeOutcome:
+    """A size's outcome with only what the crossover sentence reads: each strategy's status, its seeds."""
     per_class = 450 if label == "all" else int(label)
-    return SizeOutcome(label, per_class, per_class * 100, [], {}, best, {})
+    best = next(name for name, value in status.items() if value == "best")
+    answer = {
+        "best": best,
+        "status": status,
+        "claims_for": "recipes" if seeds >= 2 else "networks",
+        "seeds": dict.fromkeys(status, seeds),
+    }
+    return SizeOutcome(label, per_class, per_class * 100, [], {}, answer)
 
 
 def test_the_crossover_sentence_names_where_the_best_strategy_changes():
-    changes = [outcome("10", "scratch"), outcome("50", "scratch"), outcome("100", "full"), outcome("all", "full")]
-    assert crossover_sentence(changes) == (
+    scratch_best = {"scratch": "best", "full": "worse"}
+    full_best = {"scratch": "worse", "full": "best"}
+    changes = [outcome("10", scratch_best), outcome("50", scratch_best), outcome("100", full_best)]
+    assert crossover_sentence([*changes, outcome("all", full_best)]) == (
         "The best strategy changes with the training-set size: up to 50 images per class, scratch; "
-        "from 100 images per class to the whole training split (~450 per class), full."
+        "from 100 images per class, full."
     )
-    same = [outcome("10", "full"), outcome("all", "full")]
+    same = [outcome("10", full_best), outcome("all", {"scratch": "equivalent", "full": "best"})]
     assert crossover_sentence(same) == (
         "The best strategy does not change with the training-set size: full at every size (images per class: 10, all)."
     )
+
+
+def test_the_crossover_sentence_claims_nothing_where_the_best_is_not_shown_apart():
+    shown = {"scratch": "best", "full": "worse", "deep": "equivalent"}
+    unshown = {"scratch": "inconclusive", "full": "best", "deep": "worse"}
+    sentence = crossover_sentence([outcome("10", shown), outcome("100", unshown), outcome("all", shown)])
+    # scratch is best where shown; at 100 full leads only by noise: no crossover is claimed there.
+    assert sentence == (
+        "The best strategy does not change with the training-set size: scratch (deep equivalent) at every size "
+        "where it is shown apart (images per class: 10, all). At 100 images per class, full leads but is not "
+        "shown apart from scratch (inconclusive), so no claim is made there."
+    )
+    crossing = [outcome("10", shown), outcome("100", unshown), outcome("all", {**unshown, "scratch": "worse"})]
+    assert crossover_sentence(crossing).startswith(
+        "The best strategy changes with the training-set size: up to 10 images per class, scratch (deep "
+        "equivalent); from the whole training split (~450 per class), full. At 100 images per class, full leads"
+    )
+    nowhere = crossover_sentence([outcome("10", unshown), outcome("all", unshown)])
+    assert nowhere.startswith("At no training-set size is the best strategy shown apart from the others")
+    assert "tied" not in sentence + nowhere
+
+
+def test_with_one_seed_the_crossover_sentence_speaks_of_the_trained_networks():
+    sentence = crossover_sentence(
+        [
+            outcome("10", {"scratch": "best", "full": "worse"}, seeds=1),
+            outcome("all", {"scratch": "worse", "full": "best"}, seeds=1),
+        ]
+    )
+    assert sentence == (
+        "Claims about these trained networks, not the strategies: scratch, full had one seed, so another seed could "
+        "reorder strategies closer than the seed-to-seed spread, which one seed cannot measure. The best network "
+        "changes with the training-set size: up to 10 images per class, scratch's; from the whole training split "
+        "(~450 per class), full's."
+    )
+
+
+def made_up_correctness(accuracies: dict[str, float], seeds: int, seed: int) -> dict[str, np.ndarray]:
+    """Each strategy's top-1 correctness (images, seeds) on 2,000 test images at about the given accuracy."""
+    rng = np.random.default_rng(seed)
+    return {name: rng.random((2000, seeds)) < accuracy for name, accuracy in accuracies.items()}
+
+
+def run_plots_with_sizes(root, by_size: dict[str, dict[str, np.ndarray]], seeds: int) -> tuple[dict, list, str]:
+    """The plots stage in root on made-up results at each size ('all': the whole split); verdict.json,
+    data_budget.json and report.md."""
+    root.mkdir(exist_ok=True)
+    os.chdir(root)  # the caller's monkeypatch.chdir restores the working directory
+    names = list(by_size["all"])
+    tree = params_tree({"strategy": {"seeds": list(range(seeds))}})
+    tree["data"]["train_sizes"] = [int(size) for size in by_size if size != "all"]
+    tree["strategies"] = {name: {"pretrained": True, "train_layers": [], "augment": True} for name in names}
+    write_params(root, tree)
+    for size, correct in by_size.items():
+        run_names = {name: name if size == "all" else paths.subset_run_name(name, int(size)) for name in names}
+        write_run(root, {run_names[name]: right for name, right in correct.items()})
+    plots.main([])
+    read = lambda path: json.loads((root / path).read_text())  # noqa: E731
+    return read(layout.VERDICT_PATH), read(layout.DATA_BUDGET_PATH), (root / layout.REPORT_PATH).read_text()
+
+
+def test_the_verdict_per_size_uses_the_whole_splits_rule_and_words(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    whole_split = made_up_correctness({"full": 0.80, "scratch": 0.60, "deep": 0.62}, seeds=3, seed=2)
+    without_sizes, _, _ = run_plots_with_sizes(tmp_path / "without", {"all": whole_split}, seeds=3)
+    by_size = {"5": made_up_correctness({"full": 0.30, "scratch": 0.50, "deep": 0.31}, seeds=3, seed=1)}
+    verdict, rows, report = run_plots_with_sizes(tmp_path, by_size | {"all": whole_split}, seeds=3)
+    assert verdict["best_at"] == {"5": "scratch", "all": "full"} and verdict["best"] == "full"
+    # One more key, best_at (a `dvc exp show` column per size); the statuses per size live in data_budget.json.
+    assert set(verdict) == set(without_sizes) | {"best_at"}
+    status = {(row["strategy"], row["size"]): row["status"] for row in rows}
+    assert status == {
+        ("full", "5"): "worse",
+        ("scratch", "5"): "best",
+        ("deep", "5"): "worse",
+        ("full", "all"): "best",
+        ("scratch", "all"): "worse",
+        ("deep", "all"): "worse",
+    }
+    assert {row["n_train"] for row in rows if row["size"] == "5"} == {5 * CLASSES}
+    assert {row["n_train"] for row in rows if row["size"] == "all"} == {TRAIN_PER_CLASS * CLASSES}
+    assert (
+        "The best strategy changes with the training-set size: up to 5 images per class, scratch; from the whole "
+        f"training split (~{TRAIN_PER_CLASS} per class), full." in report
+    )
+    assert "tied_with_best" not in report + json.dumps(rows) + json.dumps(verdict)
+
+
+def test_a_size_where_the_best_leads_by_noise_claims_no_crossover(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    equal = made_up_correctness({"full": 0.40, "scratch": 0.40}, seeds=1, seed=3)
+    by_size = {"5": equal, "all": made_up_correctness({"full": 0.80, "scratch": 0.60}, seeds=1, seed=4)}
+    verdict, rows, report = run_plots_with_sizes(tmp_path, by_size, seeds=1)
+    at_five = {row["strategy"]: row["status"] for row in rows if row["size"] == "5"}
+    assert sorted(at_five.values()) == ["best", "inconclusive"]
+    leader = verdict["best_at"]["5"]
+    other = next(name for name in at_five if name != leader)
+    assert "Claims about these trained networks, not the strategies" in report
+    assert (
+        f"The best network does not change with the training-set size: full's at every size where it is shown apart "
+        f"(images per class: all). At 5 images per class, {leader} leads but is not shown apart from {other} "
+        "(inconclusive), so no claim is made there." in report
+    )
+
+
+def test_without_sizes_verdict_json_has_no_best_at_and_data_budget_json_the_whole_split(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    by_size = {"all": made_up_correctness({"full": 0.80, "scratch": 0.60}, seeds=2, seed=5)}
+    verdict, rows, report = run_plots_with_sizes(tmp_path, by_size, seeds=2)
+    assert "best_at" not in verdict
+    assert [(row["strategy"], row["size"], row["status"]) for row in rows] == [
+        ("full", "all", "best"),
+        ("scratch", "all", "worse"),
+    ]
+    assert "## At your data size" not in report and not (tmp_path / layout.DATA_BUDGET_FIGURE_PATH).exists()
 
 
 # A project of two strategies covering an lr search (probe's lr list, on cached features: cheap) and phases
@@ -153,7 +280,7 @@ def test_sizes_train_as_their_own_stages_and_reach_the_chart_and_the_verdict(tmp
     }
     for row in rows:
         assert row["test_top1_min"] <= row["test_top1"] <= row["test_top1_max"]
-        assert row["status"] in {"best", "tied_with_best", "worse"}
+        assert row["status"] in {"best", "worse", "equivalent", "inconclusive"}
     small = {row["strategy"]: row for row in rows if row["size"] == "2"}
     assert {row["n_train"] for row in small.values()} == {200}  # 2 images of each of the 100 classes
     verdict = repo.read_json(layout.VERDICT_PATH)

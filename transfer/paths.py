@@ -45,6 +45,19 @@ def subset_run_name(strategy: str, train_per_class: int) -> str:
     return f"{SIZES_DIR}/{train_per_class}/{strategy}"
 
 
+def train_stage_name(strategy: str, train_per_class: int = 0) -> str:
+    """The DVC stage that trains a run (dvc.yaml): train@<strategy>, or train_subset@<strategy>-<n> (a smaller set)."""
+    return f"train_subset@{strategy}-{train_per_class}" if train_per_class else f"train@{strategy}"
+
+
+def run_stage_name(run_name: str) -> str:
+    """The DVC stage that writes a run's files: a strategy's name, or subset_run_name's sizes/<n>/<strategy>."""
+    parts = run_name.split("/")
+    if len(parts) == 3 and parts[0] == SIZES_DIR:
+        return train_stage_name(parts[2], int(parts[1]))
+    return train_stage_name(run_name)
+
+
 def model_path(strategy: str) -> Path:
     """Trained weights of one strategy."""
     return MODELS_DIR / f"{strategy}.pt"

@@ -4,12 +4,13 @@ Reads results/sizes/<n>/<strategy>/ (train_subset@<strategy>-<n>) for each n of 
 whole split's results/<strategy>/ as the size `all`. Writes:
   plots/data_budget.json       one row per (strategy, size): train_per_class, n_train, the mean test top-1
                                over seeds with the lowest and highest seed, one seed's training FLOPs, and the
-                               strategy's status at that size (best, tied_with_best or worse)
+                               strategy's status at that size (best, worse, equivalent or inconclusive)
   plots/figures/data_budget.png and report.md's section, the crossover sentence first, only when
   data.train_sizes lists a size; verdict.json then gains best_at.<size> (`all` included)
-The verdict at each size comes from the full-size verdict's own rules (transfer/report/verdict.py) through one
-adapter, verdict_at_size: the paired tests of comparison.py on that size's predictions, Holm-corrected.
-With no size listed, the whole split's row alone is written and nothing else changes.
+The verdict at each size is the whole split's rule (transfer/statistics/decision.py) on that size's top-1
+correctness, read by the same helper as the whole split's (comparison.load_strategies). The crossover sentence
+claims a best only at a size where every other strategy is shown worse or equivalent to it.
+With no size listed, the whole split's rows alone are written and nothing else changes.
 """
 
 import dataclasses
@@ -29,45 +30,41 @@ from transfer.report import comparison, verdict  # noqa: E402
 from transfer.report.figures import save_figure  # noqa: E402
 from transfer.report.layout import DATA_BUDGET_FIGURE_PATH, DATA_BUDGET_PATH, REPORT_PATH, VERDICT_PATH  # noqa: E402
 from transfer.report.strategy_result import StrategyResult, load_result, read_json  # noqa: E402
+from transfer.statistics.decision import BEST, EQUIVALENT, INCONCLUSIVE, WORSE, decide  # noqa: E402
 
 FIGURE_TITLE = "Test top-1 against training images per class"
 
 
 @dataclasses.dataclass(frozen=True)
 class SizeOutcome:
-    """Every strategy at one training-set size: results, paired tests and the verdict's answer."""
+    """Every strategy at one training-set size: results and the verdict's answer there."""
 
     label: str  # "10", or "all" for the whole split
     train_per_class: int  # the size; for the whole split its mean images per class
     n_train: int  # training images
     results: list[StrategyResult]  # under the strategies' own names
     run_names: dict[str, str]  # strategy -> what names its files (paths.subset_run_name, or the strategy)
-    best: str
-    status: dict[str, str]  # strategy -> best, tied_with_best or worse
+    answer: dict  # decide()'s fields: best, status (strategy -> best/worse/equivalent/inconclusive), claims_for
+
+    @property
+    def best(self) -> str:
+        """The strategy of the best mean test top-1 at this size (ties: the first in params.yaml)."""
+        return self.answer["best"]
+
+    @property
+    def shown(self) -> bool:
+        """Whether the best stands apart: every other strategy shown worse than it or equivalent to it."""
+        return all(status in (BEST, WORSE, EQUIVALENT) for status in self.answer["status"].values())
+
+    def named(self, status: str) -> list[str]:
+        """The strategies of one status at this size, in params.yaml's order."""
+        return [name for name, value in self.answer["status"].items() if value == status]
 
 
-def verdict_at_size(params: Params, results: list[StrategyResult], pairs: list[dict]) -> tuple[str, dict[str, str]]:
-    """THE ADAPTER to the verdict module: the best strategy at one size and each strategy's status there.
-
-    The one place that reads the verdict's answer, so a new verdict (statuses of its own) changes only this.
-    """
-    cost_rows = [
-        {
-            "strategy": result.strategy.name,
-            "train_flops": result.metrics["train_flops"],
-            "train_seconds": result.timing["seconds_per_seed"],
-        }
-        for result in results
-    ]
-    answer = verdict.verdict(params, results, pairs, cost_rows)
-    best, tied = answer["best"], set(filter(None, answer["tied_with_best"].split(", ")))
-    status = {
-        result.strategy.name: "best"
-        if result.strategy.name == best
-        else ("tied_with_best" if result.strategy.name in tied else "worse")
-        for result in results
-    }
-    return best, status
+def answer_at_size(params: Params, results: list[StrategyResult], correct: dict) -> dict:
+    """The verdict's rule at one size: correct is name -> top-1 correctness (images, seeds), params.yaml's order."""
+    margin = params.report.equivalence_margin
+    return decide(correct, margin) if len(correct) >= 2 else verdict.single_strategy_answer(results[0], margin)
 
 
 def class_counts() -> np.ndarray:
@@ -82,31 +79,31 @@ def class_counts() -> np.ndarray:
 
 
 def subset_outcome(params: Params, size: int, counts: np.ndarray) -> SizeOutcome:
-    """Every strategy's run on `size` images per class, compared as the whole split's are."""
+    """Every strategy's run on `size` images per class, judged as the whole split's are."""
     run_names = {name: paths.subset_run_name(name, size) for name in params.strategies}
     results = [
         dataclasses.replace(load_result(dataclasses.replace(strategy, name=run_names[name])), strategy=strategy)
         for name, strategy in params.strategies.items()
     ]
-    by_run = {run_names[result.strategy.name]: result for result in results}
-    owner = {run: result.strategy.name for run, result in by_run.items()}
-    pairs = [
-        {**pair, "a": owner[pair["a"]], "b": owner[pair["b"]]}
-        for pair in comparison.compare_strategies(
-            {run: result.metrics for run, result in by_run.items()},
-            {run: result.confusion["seeds"] for run, result in by_run.items()},
+    loaded = (
+        comparison.load_strategies(
+            {run_names[result.strategy.name]: result.metrics for result in results},
+            {run_names[result.strategy.name]: result.confusion["seeds"] for result in results},
         )
-    ]
-    best, status = verdict_at_size(params, results, pairs)
-    return SizeOutcome(str(size), size, size * len(counts), results, run_names, best, status)
+        if len(results) >= 2
+        else {}  # one strategy: nothing to compare, as for the whole split
+    )
+    correct = {name: loaded[run_names[name]].top1_correct for name in params.strategies if run_names[name] in loaded}
+    answer = answer_at_size(params, results, correct)
+    return SizeOutcome(str(size), size, size * len(counts), results, run_names, answer)
 
 
-def whole_split_outcome(params: Params, results: list[StrategyResult], pairs: list[dict], counts) -> SizeOutcome:
-    """The whole training split as the size `all`: the results and pairs the rest of the report uses."""
-    best, status = verdict_at_size(params, results, pairs)
+def whole_split_outcome(params: Params, results: list[StrategyResult], correct: dict, counts) -> SizeOutcome:
+    """The whole training split as the size `all`: the results and correctness the rest of the report uses."""
     n_train = int(counts.sum())
     names = {result.strategy.name: result.strategy.name for result in results}
-    return SizeOutcome(ALL_TRAIN_SIZE, round(n_train / len(counts)), n_train, results, names, best, status)
+    answer = answer_at_size(params, results, correct)
+    return SizeOutcome(ALL_TRAIN_SIZE, round(n_train / len(counts)), n_train, results, names, answer)
 
 
 def seed_top1(run_name: str, seeds: list[int]) -> list[float]:
@@ -132,37 +129,92 @@ def budget_rows(outcomes: list[SizeOutcome]) -> list[dict]:
                     "test_top1_min": min(seeds),
                     "test_top1_max": max(seeds),
                     "train_flops": result.metrics["train_flops"],  # one seed's run
-                    "status": outcome.status[name],
+                    "status": outcome.answer["status"][name],
                 }
             )
     return rows
 
 
-def crossover_sentence(outcomes: list[SizeOutcome]) -> str:
-    """Where the best strategy changes with the training-set size ("up to N images per class, X; from M, Y")."""
+def size_words(outcome: SizeOutcome) -> str:
+    """'10 images per class', or 'the whole training split (~450 per class)'."""
+    if outcome.label == ALL_TRAIN_SIZE:
+        return f"the whole training split (~{outcome.train_per_class} per class)"
+    return f"{outcome.train_per_class} images per class"
 
-    def size_words(outcome: SizeOutcome) -> str:
-        if outcome.label == ALL_TRAIN_SIZE:
-            return f"the whole training split (~{outcome.train_per_class} per class)"
-        return f"{outcome.train_per_class} images per class"
 
-    runs: list[list[SizeOutcome]] = []
+def size_groups(outcomes: list[SizeOutcome]) -> list[tuple[str | None, list[SizeOutcome]]]:
+    """Consecutive sizes whose best is shown and the same, as (best, sizes); a size not shown apart is (None, [it])."""
+    groups: list[tuple[str | None, list[SizeOutcome]]] = []
     for outcome in outcomes:
-        if runs and runs[-1][0].best == outcome.best:
-            runs[-1].append(outcome)
+        best = outcome.best if outcome.shown else None
+        if groups and best is not None and groups[-1][0] == best:
+            groups[-1][1].append(outcome)
         else:
-            runs.append([outcome])
-    if len(runs) == 1:
-        sizes = ", ".join(outcome.label for outcome in outcomes)
-        return (
-            f"The best strategy does not change with the training-set size: {runs[0][0].best} at every size "
-            f"(images per class: {sizes})."
+            groups.append((best, [outcome]))
+    return groups
+
+
+def span_words(groups: list, index: int) -> str:
+    """The sizes of groups[index] as the crossover sentence says them: up to, from, from ... to, or at."""
+    sizes = groups[index][1]
+    if index == 0:
+        return f"up to {size_words(sizes[-1])}"
+    if index == len(groups) - 1:
+        return f"from {size_words(sizes[0])}"
+    if len(sizes) == 1:
+        return f"at {size_words(sizes[0])}"
+    return f"from {size_words(sizes[0])} to {size_words(sizes[-1])}"
+
+
+def crossover_sentence(outcomes: list[SizeOutcome]) -> str:
+    """Where the best changes with the training-set size ("up to N images per class, X; from M, Y"), claimed only
+    at sizes where the best is shown apart (every other strategy worse or equivalent), or that it does not change.
+
+    With one seed anywhere, the claims are about the trained networks, as the whole split's verdict says.
+    """
+    seeds = outcomes[-1].answer["seeds"]
+    single = [name for name, count in seeds.items() if count < 2]
+    networks = any(outcome.answer["claims_for"] == "networks" for outcome in outcomes)
+    noun = "network" if networks else "strategy"
+
+    def who(outcome: SizeOutcome) -> str:
+        equivalent = outcome.named(EQUIVALENT)
+        named = f"{outcome.best}'s" if networks else outcome.best
+        return named + (f" ({', '.join(equivalent)} equivalent)" if equivalent else "")
+
+    groups = size_groups(outcomes)
+    shown = [(index, group) for index, group in enumerate(groups) if group[0] is not None]
+    sentences = []
+    if networks:
+        sentences.append(
+            f"Claims about these trained networks, not the strategies: {', '.join(single)} had one seed, so another "
+            "seed could reorder strategies closer than the seed-to-seed spread, which one seed cannot measure."
         )
-    parts = [f"up to {size_words(runs[0][-1])}, {runs[0][0].best}"]
-    for run in runs[1:]:
-        span = size_words(run[0]) if len(run) == 1 else f"{size_words(run[0])} to {size_words(run[-1])}"
-        parts.append(f"from {span}, {run[0].best}")
-    return "The best strategy changes with the training-set size: " + "; ".join(parts) + "."
+    if not shown:
+        sentences.append(
+            f"At no training-set size is the best {noun} shown apart from the others (some are inconclusive "
+            "against it at every size), so these results name no crossover; more seeds or test images would "
+            "narrow the intervals (docs/statistics.md)."
+        )
+    elif len({best for _, (best, _) in shown}) == 1:
+        listed = ", ".join(outcome.label for _, (_, sizes) in shown for outcome in sizes)
+        where = "at every size" if len(shown) == len(groups) else "at every size where it is shown apart"
+        sentences.append(
+            f"The best {noun} does not change with the training-set size: {who(shown[0][1][1][0])} {where} "
+            f"(images per class: {listed})."
+        )
+    else:
+        parts = [f"{span_words(groups, index)}, {who(sizes[0])}" for index, (_, sizes) in shown]
+        sentences.append(f"The best {noun} changes with the training-set size: " + "; ".join(parts) + ".")
+    for best, sizes in groups:
+        if best is None:
+            outcome = sizes[0]
+            inconclusive = ", ".join(outcome.named(INCONCLUSIVE))
+            sentences.append(
+                f"At {size_words(outcome)}, {outcome.best} leads but is not shown apart from {inconclusive} "
+                "(inconclusive), so no claim is made there."
+            )
+    return " ".join(sentences)
 
 
 def draw_budget_figure(rows: list[dict]) -> plt.Figure:
@@ -188,9 +240,9 @@ def budget_section(outcomes: list[SizeOutcome], rows: list[dict]) -> str:
         "## At your data size\n",
         crossover_sentence(outcomes) + "\n",
         "Every strategy trained on smaller training sets (data.train_sizes; stratified, nested, seeded by "
-        "data.split_seed) with at least data.subset_min_steps optimizer steps (docs/data-budget.md). Status at "
-        "each size follows the verdict's rules on that size's test predictions: best, tied_with_best (not "
-        "significantly different from it, Holm-corrected) or worse.\n",
+        "data.split_seed) with at least data.subset_min_steps optimizer steps (docs/data-budget.md). The status at "
+        "each size is the verdict's rule on that size's test predictions (docs/statistics.md): best, worse (shown "
+        "worse), equivalent (within report.equivalence_margin of the best, shown) or inconclusive.\n",
         "| images per class | training images | strategy | test top-1 | lowest, highest seed | status "
         "| training FLOPs |",
         "|---:|---:|---|---:|---|---|---:|",
@@ -212,14 +264,14 @@ def add_best_at(best_at: dict[str, str]) -> None:
     write_json(VERDICT_PATH, {**answer, "best_at": best_at})
 
 
-def read_data_budget(params: Params, results: list[StrategyResult], pairs: list[dict]) -> list[SizeOutcome]:
+def read_data_budget(params: Params, results: list[StrategyResult], correct: dict) -> list[SizeOutcome]:
     """Every size's outcome, smallest first and the whole split last; read and checked before anything is written.
 
-    results and pairs are the whole split's, as the rest of the report has them.
+    results and correct (name -> top-1 correctness (images, seeds)) are the whole split's, as the verdict has them.
     """
     counts = class_counts()
     outcomes = [subset_outcome(params, size, counts) for size in sorted(params.data.train_sizes)]
-    return [*outcomes, whole_split_outcome(params, results, pairs, counts)]
+    return [*outcomes, whole_split_outcome(params, results, correct, counts)]
 
 
 def write_data_budget(outcomes: list[SizeOutcome]) -> str:

@@ -3,6 +3,7 @@
 import dataclasses
 from dataclasses import dataclass
 
+from transfer import paths
 from transfer.compute.device import Compute
 from transfer.compute.distributed import Ranks
 from transfer.config import LrCandidate, Params, StrategyConfig
@@ -57,9 +58,7 @@ class RunContext:
     @property
     def stage_name(self) -> str:
         """The DVC stage this run belongs to: train@<strategy>, or train_subset@<strategy>-<n> (dvc.yaml)."""
-        if self.train_per_class:
-            return f"train_subset@{self.strategy.name}-{self.train_per_class}"
-        return f"train@{self.strategy.name}"
+        return paths.train_stage_name(self.strategy.name, self.train_per_class)
 
     @property
     def normalization(self) -> Normalization:
