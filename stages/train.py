@@ -67,10 +67,15 @@ def train(strategy_name: str, train_per_class: int = 0) -> None:
         distributed.stop_processes()
 
 
-def images_per_class(value: str) -> int:
-    """argparse type of the optional size: a whole number above 0."""
+def images_per_class(value: str | None) -> int:
+    """The optional size argument as a number: 0 when absent (the whole split), else a whole number above 0."""
+    if value is None:
+        return 0
     if not value.isdigit() or int(value) == 0:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of images per class above 0, e.g. 10")
+        raise UserError(
+            f"python -m stages.train: {value!r} is not a number of images per class above 0, e.g. 10 (the whole "
+            "split trains without one)"
+        )
     return int(value)
 
 
@@ -86,14 +91,14 @@ def main() -> None:
     parser.add_argument(
         "train_per_class",
         nargs="?",
-        type=images_per_class,
-        default=0,
         help="train on this many images of each class (an entry of data.train_sizes); default: the whole split",
     )
     arguments = parser.parse_args()
-    strategy_name, train_per_class = arguments.strategy, arguments.train_per_class
-    output_name = paths.subset_run_name(strategy_name, train_per_class) if train_per_class else strategy_name
+    # params.yaml first: its line for an `all` in data.train_sizes (dvc.yaml's matrix passes it here) says what to
+    # write instead, which the argument's own check cannot.
     compute = load_params().compute
+    strategy_name, train_per_class = arguments.strategy, images_per_class(arguments.train_per_class)
+    output_name = paths.subset_run_name(strategy_name, train_per_class) if train_per_class else strategy_name
     if compute.nproc > 1 and "WORLD_SIZE" not in os.environ:
         resolve_compute(compute)  # settles precision 'auto' once, before the ranks start, so all read one choice
         size_argument = [str(train_per_class)] if train_per_class else []

@@ -8,18 +8,19 @@ verdict per size cover every strategy.
 import dataclasses
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
 
 from benchmarks import data_budget_cost
-from stages import plots
+from stages import plots, train
 from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree, write_params
 from tests.support.training import run_context
 from tests.support.verdict_runs import CLASSES, TRAIN_PER_CLASS, write_run
 from transfer import paths
 from transfer.config import parse_params
-from transfer.errors import UserError
+from transfer.errors import UserError, run_stage
 from transfer.report import layout
 from transfer.report.data_budget import FIGURE_TITLE, SizeOutcome, crossover_sentence
 from transfer.training import runs
@@ -100,6 +101,29 @@ def test_bad_train_sizes_are_refused_in_one_line(sizes, message):
     with pytest.raises(UserError, match=message) as raised:
         parse_params(params_tree({"data": {"train_sizes": sizes}}))
     assert "\n" not in str(raised.value)
+
+
+def train_stage_error(root, monkeypatch, capsys, *arguments: str) -> str:
+    """stages.train's one error line (exit 2) for these arguments with root's params.yaml, run in this process."""
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(sys, "argv", ["stages.train", *arguments])
+    with pytest.raises(SystemExit) as exited:
+        run_stage(train.main)
+    lines = capsys.readouterr().err.splitlines()
+    assert exited.value.code == 2 and len(lines) == 1, lines
+    return lines[0]
+
+
+def test_the_train_stage_of_an_all_in_the_sizes_says_what_to_write_instead(tmp_path, monkeypatch, capsys):
+    # dvc.yaml's matrix makes train_subset@<strategy>-all of `[10, all]` and runs `python -m stages.train deep all`.
+    write_params(tmp_path, params_tree({"data": {"train_sizes": [10, "all"]}}))
+    assert train_stage_error(tmp_path, monkeypatch, capsys, "deep", "all") == (
+        "error: data.train_sizes = [10, 'all'] is invalid: list only the smaller sizes, in images per class, e.g. "
+        "[10]; the whole training split ('all') always trains, in train@<strategy>"
+    )
+    write_params(tmp_path, params_tree())
+    message = train_stage_error(tmp_path, monkeypatch, capsys, "deep", "all")
+    assert message.startswith("error: python -m stages.train: 'all' is not a number of images per class above 0")
 
 
 def test_a_strategy_may_not_take_the_name_of_the_sizes_folder():
