@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from benchmarks import data_budget_cost
-from stages import plots, train
+from stages import download, plots, prepare, train
 from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree, write_params
 from tests.support.training import run_context
 from tests.support.verdict_runs import CLASSES, TRAIN_PER_CLASS, write_run
@@ -23,9 +23,10 @@ from transfer.config import parse_params
 from transfer.errors import UserError, run_stage
 from transfer.report import layout
 from transfer.report.data_budget import FIGURE_TITLE, SizeOutcome, crossover_sentence
+from transfer.sources.synthetic_folder import SyntheticFolder, write_synthetic_folder
 from transfer.training import runs
-from transfer.training.prepared_data import PreparedData
-from transfer.training.subset import passes_per_epoch, schedule_steps, subset_indices
+from transfer.training.prepared_data import PreparedData, load_prepared
+from transfer.training.subset import passes_per_epoch, schedule_steps, subset_indices, training_subset
 
 CLASS_NAMES = ("apple", "bear", "cloud")
 
@@ -52,6 +53,48 @@ def test_a_size_above_the_smallest_class_is_refused_naming_the_class_and_its_cou
     with pytest.raises(UserError, match=r"26 images per class is more than class 'cloud' has .*\(25\)"):
         subset_indices(labels, CLASS_NAMES, 26, split_seed=0)
     assert len(subset_indices(labels, CLASS_NAMES, 25, split_seed=0)) == 75
+
+
+SOURCES = {
+    "cifar100": {"val_size": 100, "synthetic": {"train_size": 400, "test_size": 100}},  # 4 a class, superclasses
+    "cifar10": {"dataset": "cifar10", "val_size": 20, "synthetic": {"train_size": 80, "test_size": 20}},
+    "folder": {"dataset": "folder", "folder": "images", "stored_size": 32, "test_size": 6, "val_size": 6},
+}
+
+
+def prepared_by_the_stage(root, source: str) -> PreparedData:
+    """What the download and prepare stages write for one source, run in-process in root."""
+    if source == "folder":
+        write_synthetic_folder(root / "images", SyntheticFolder(train_per_class=8))
+    write_params(root, params_tree({"data": SOURCES[source]}))
+    for stage_module in (download, prepare):
+        stage_module.main([])
+    return load_prepared(paths.PREPARED_PATH)
+
+
+@pytest.mark.parametrize("source", list(SOURCES))
+def test_subsets_of_each_sources_prepared_labels_keep_every_class_and_the_other_splits(source, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = prepared_by_the_stage(tmp_path, source)
+    classes = len(data.class_names)
+    small, large = (training_subset(data, size, split_seed=0) for size in (1, 2))
+    for subset, size in ((small, 1), (large, 2)):
+        assert np.bincount(subset.train_labels, minlength=classes).tolist() == [size] * classes
+        assert len(subset.train_images) == size * classes
+        # Validation, test, class names and superclasses (CIFAR-100's coarse labels) are the whole split's.
+        for field in ("val_labels", "test_labels", "fine_to_coarse", "val_images", "test_images"):
+            assert np.array_equal(getattr(subset, field), getattr(data, field))
+        assert (subset.class_names, subset.coarse_class_names) == (data.class_names, data.coarse_class_names)
+    assert {image.tobytes() for image in small.train_images} <= {image.tobytes() for image in large.train_images}
+
+
+def test_a_class_without_training_images_is_left_out_of_every_size():
+    # A folder class may hold test images only: it has nothing to draw, and the other classes give `size` each.
+    labels = labels_with_counts([30, 0, 25])
+    kept = subset_indices(labels, CLASS_NAMES, 10, split_seed=0)
+    assert np.bincount(labels[kept], minlength=3).tolist() == [10, 0, 10]
+    with pytest.raises(UserError, match=r"class 'cloud' has in the training split \(25\)"):
+        subset_indices(labels, CLASS_NAMES, 26, split_seed=0)
 
 
 def test_the_budget_rule_makes_each_epoch_enough_passes_for_the_minimum_steps():
