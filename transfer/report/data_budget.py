@@ -191,11 +191,13 @@ def crossover_sentence(outcomes: list[SizeOutcome]) -> str:
             "seed could reorder strategies closer than the seed-to-seed spread, which one seed cannot measure."
         )
     if not shown:
+        leaders = ", ".join(f"{who(outcome)} at {size_words(outcome)}" for outcome in outcomes)
         sentences.append(
-            f"At no training-set size is the best {noun} shown apart from the others (some are inconclusive "
-            "against it at every size), so these results name no crossover; more seeds or test images would "
-            "narrow the intervals (docs/statistics.md)."
+            f"At no training-set size is the best {noun} shown apart from the others (the leaders, each with an "
+            f"inconclusive rival: {leaders}), so these results name no crossover; more seeds or test images "
+            "would narrow the intervals (docs/statistics.md)."
         )
+        return " ".join(sentences)
     elif len({best for _, (best, _) in shown}) == 1:
         listed = ", ".join(outcome.label for _, (_, sizes) in shown for outcome in sizes)
         where = "at every size" if len(shown) == len(groups) else "at every size where it is shown apart"
