@@ -418,3 +418,9 @@ def test_the_cost_benchmark_counts_every_strategy_and_the_ratio(tmp_path, monkey
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines[:-1]] == list(params_tree()["strategies"])
     assert lines[-1].startswith("every strategy: ratio ") and float(lines[-1].split()[-1]) > 1
+
+
+def test_a_sizes_missing_results_name_its_own_stage_to_rerun():
+    # comparison.py's refusals of a size's predictions say which stage writes them.
+    assert paths.run_stage_name(paths.subset_run_name("deep", 10)) == "train_subset@deep-10"
+    assert paths.run_stage_name("deep") == "train@deep"
