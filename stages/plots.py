@@ -19,6 +19,10 @@ top-level `plots:` of dvc.yaml):
   comparison.json            paired statistics of every two strategies (transfer/report/comparison.py), from
                              predictions/<strategy>/seed_<n>.npz checked against the prepared test labels
   cost.json                  test top-1 against training FLOPs, one row per strategy (transfer/report/cost.py)
+  data_budget.json           test top-1 per (strategy, training-set size): data.train_sizes from
+                             results/sizes/<n>/<strategy>/ and the whole split; with sizes also
+                             figures/data_budget.png, verdict.json's best_at and a report section
+                             (transfer/report/data_budget.py)
 Every file holds all strategies, so dvc.yaml names none: a strategy added in params.yaml shows everywhere.
 """
 

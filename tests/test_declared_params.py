@@ -32,9 +32,9 @@ STRATEGIES = list(params_tree()["strategies"])
 
 
 def declared_params(stage: str, strategy: str = "") -> set[str]:
-    """The params keys dvc.yaml declares for a stage (foreach's ${key} resolved to strategy)."""
+    """The params keys dvc.yaml declares for a stage (foreach's ${key}, matrix's ${item.strategy} resolved)."""
     body = DVC_STAGES[stage].get("do", DVC_STAGES[stage])
-    return {key.replace("${key}", strategy) for key in body.get("params", [])}
+    return {key.replace("${key}", strategy).replace("${item.strategy}", strategy) for key in body.get("params", [])}
 
 
 def key_paths(params: config.Params) -> dict[int, str]:
@@ -132,6 +132,21 @@ def train_reads(project) -> dict[str, set[str]]:
     return reads
 
 
+# Images per class of the smaller training set the train_subset stages read: the small run's split has ~3 a class.
+SUBSET_SIZE = 1
+
+
+@pytest.fixture(scope="module")
+def subset_reads(project, train_reads) -> dict[str, set[str]]:
+    """The params keys each strategy's train_subset stage read, by strategy (after train_reads: no shared state)."""
+    reads = {}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for strategy in STRATEGIES:
+            run = lambda name=strategy: train.train(name, SUBSET_SIZE)  # noqa: E731
+            reads[strategy] = run_recorded(train, project, monkeypatch, run)
+    return reads
+
+
 def run_recorded(stage_module, project: Path, monkeypatch, run_stage=None) -> set[str]:
     """Run a stage in-process in project (main() with no arguments, or run_stage); return the params keys read."""
     monkeypatch.chdir(project)
@@ -189,6 +204,12 @@ def test_weights_reads_what_it_declares(project, monkeypatch):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_train_reads_what_it_declares(train_reads, strategy):
     assert_reads_match(train_reads[strategy], declared_params("train", strategy))
+
+
+@pytest.mark.pipeline
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_train_subset_reads_what_it_declares(subset_reads, strategy):
+    assert_reads_match(subset_reads[strategy], declared_params("train_subset", strategy))
 
 
 @pytest.mark.pipeline

@@ -115,6 +115,17 @@ def test_stage_outputs_are_the_paths_the_code_writes():
         str(paths.predictions_dir(key)),  # DVC-cached: the only train output without `cache: false`
     }
     assert str(paths.predictions_dir(key)) in train["outs"]
+    # A smaller training set's stage writes the same files under sizes/<n>/<strategy>, its own DVC outputs.
+    subset = stage_body("train_subset")
+    subset_name = paths.subset_run_name("${item.strategy}", "${item.size}")
+    subset_outputs = {next(iter(out)) if isinstance(out, dict) else out for out in subset["outs"]}
+    assert subset_outputs == {output.replace(key, subset_name) for output in declared_train_outputs}
+    assert subset["deps"] == train["deps"]
+    assert set(subset["params"]) == {
+        *(param.replace(key, "${item.strategy}") for param in train["params"]),
+        "data.split_seed",
+        "data.subset_min_steps",
+    }
     assert stage_body("plots")["outs"] == [{str(path): {"cache": False}} for path in layout.STAGE_OUTPUTS]
     assert stage_body("plots")["metrics"] == [{str(layout.VERDICT_PATH): {"cache": False}}]
     # The plots stage reruns when results or predictions change, and checks predictions against the test labels.
@@ -131,6 +142,7 @@ def test_top_level_plots_follow_the_data_files_and_name_no_strategy():
         (str(layout.FINAL_SCORES_PATH), "bar"),
         (str(layout.CONFUSION_PATH), "actual"),
         (str(paths.COST_PATH), "test_top1"),  # one row per strategy: names no strategy
+        (str(layout.DATA_BUDGET_PATH), "test_top1"),  # one row per (strategy, size): names neither
     }
     assert images == [str(layout.FIGURES_DIR)]  # one directory entry: every PNG, whatever the strategies
 

@@ -130,7 +130,8 @@ TEST_LABELS = np.arange(100) % len(CLASS_NAMES)  # 100 test images: test_top1 0.
 
 def write_predictions(root: Path) -> None:
     """The prepared test labels, and per strategy and seed predictions that score metrics(index)'s test_top1."""
-    save_npz(root / paths.PREPARED_PATH, {"test_labels": TEST_LABELS})
+    # The training labels too: plots/data_budget.json counts the whole split's training images from them.
+    save_npz(root / paths.PREPARED_PATH, {"test_labels": TEST_LABELS, "train_labels": np.repeat(TEST_LABELS, 2)})
     others = (TEST_LABELS[:, None] + np.arange(1, 6)) % len(CLASS_NAMES)  # five classes, none the label
     for index, name in enumerate(STRATEGIES):
         top5 = others.copy()
@@ -162,6 +163,10 @@ def write_results(root: Path) -> None:
             },
             paths.provenance_path(name): made_up_provenance(name, model_seed=1),
         }
+        # Each seed's test top-1 (the band of plots/data_budget.json): one seed below the mean, the others above.
+        for number, seed in enumerate(SEEDS):
+            seed_top1 = metrics(index)["test_top1"] + (-0.01 if number == 0 else 0.01)
+            files[paths.seed_dir(name, seed) / paths.METRICS_FILE] = {"test_top1": seed_top1}
         write_json_files(root, files)
 
 
@@ -329,7 +334,7 @@ def test_dvc_draws_a_band_from_min_to_max(dvc_repo):
     shown = json.loads(run([DVC, "plots", "show", "--json"], dvc_repo))
     assert "errors" not in shown, shown.get("errors")
     specs = band_plots(shown)
-    assert set(specs) == BAND_PLOT_IDS and len(specs) == len(layout.EPOCH_FIGURES) + 1  # + val top-1 by FLOPs
+    assert set(specs) == BAND_PLOT_IDS and len(specs) == len(layout.EPOCH_FIGURES) + 2  # + by FLOPs, by size
     for spec in specs.values():
         column = spec["layer"][-1]["encoding"]["y"]["field"]  # the mean's line
         band = spec["layer"][0]["encoding"]

@@ -42,6 +42,9 @@ STRATEGY_KEYS = ("pretrained", "train_layers", "augment")  # what every `strateg
 OPTIONAL_STRATEGY_KEYS = ("stem", "phases")
 LR_FACTORS_KEY = "lr_factors"  # strategy.lr_factors: shared by every strategy, never overridden by one
 PHASE_KEY = "train_layers"  # the one key every phase must set; it may also set any `strategy` key but seeds
+ALL_TRAIN_SIZE = "all"  # the whole training split: what train@<strategy> trains on, never listed in data.train_sizes
+# results/sizes/ holds the smaller training sets' results (transfer/paths.py): a strategy of that name would clash.
+RESERVED_STRATEGY_NAMES = ("sizes",)
 STEMS = ("imagenet", "cifar")  # imagenet: torchvision's 7x7 stride-2 conv and max-pool; cifar: 3x3 stride-1, no pool
 
 
@@ -71,6 +74,10 @@ class DataConfig:
     image_size: int  # px
     augment: AugmentConfig
     synthetic: SyntheticConfig
+    # Smaller training sets every strategy also trains on, in images per class (train_subset@<strategy>-<n>);
+    # the whole training split always trains (train@<strategy>). transfer/training/subset.py draws them.
+    train_sizes: tuple[int, ...]
+    subset_min_steps: int  # the budget rule: a smaller training set trains at least this many optimizer steps
 
     @property
     def is_synthetic(self) -> bool:
@@ -228,6 +235,9 @@ def parse_params(raw: object) -> Params:
             f"strategy.lr = {list(search.lrs)} and strategy.lr_factors = {list(search.factors)} both search the "
             f"rate: drop one (keep strategy.lr one number, e.g. {search.lrs[0]}, and the factors scale it)"
         )
+    data_raw = simple_tree.get("data")
+    if isinstance(data_raw, dict) and "train_sizes" in data_raw:  # otherwise _build names what is missing
+        _refuse_all_in_train_sizes(data_raw["train_sizes"])
     params = _build(Params, simple_tree, "")
     _validate_common(params)
     strategies = {name: _parse_strategy(name, entry, params.strategy, search) for name, entry in strategies_raw.items()}
@@ -296,6 +306,10 @@ def _parse_strategy(name: object, entry: object, shared: TrainingConfig, search:
     """One `strategies` entry: what trains, whether weights load, overrides of `strategy`, its phases."""
     if not isinstance(name, str) or not STRATEGY_NAME_PATTERN.fullmatch(name):
         raise UserError(f"strategy name {name!r} is invalid: use lowercase letters, digits and _ (e.g. deep_l3)")
+    if name in RESERVED_STRATEGY_NAMES:
+        raise UserError(
+            f"strategy name {name!r} is reserved: results/{name}/ holds the results of data.train_sizes; rename it"
+        )
     key_path = f"strategies.{name}"
     fields = _require_mapping(entry, key_path)
     training_keys = {field.name for field in dataclasses.fields(TrainingConfig)}
@@ -462,6 +476,7 @@ def _validate_common(params: Params) -> None:
         raise UserError(
             f"data.augment.crop_padding = {data.augment.crop_padding} is invalid: use 0 (off) or more pixels"
         )
+    _validate_train_sizes(data)
     _require_positive(data.synthetic.train_size, "data.synthetic.train_size")
     _require_positive(data.synthetic.test_size, "data.synthetic.test_size")
     if params.model.arch not in ARCHITECTURES:
@@ -484,6 +499,24 @@ def _validate_common(params: Params) -> None:
             f"report.equivalence_margin = {margin} is invalid: use a fraction of top-1 accuracy above 0 and below 1, "
             "e.g. 0.01 (one point)"
         )
+
+
+def _refuse_all_in_train_sizes(value: object) -> None:
+    """A clear line for an 'all' in data.train_sizes: DVC's matrix cannot leave it out, so it is never listed."""
+    if isinstance(value, list) and ALL_TRAIN_SIZE in value:
+        kept = [size for size in value if size != ALL_TRAIN_SIZE]
+        raise UserError(
+            f"data.train_sizes = {value} is invalid: list only the smaller sizes, in images per class, e.g. {kept}; "
+            "the whole training split ('all') always trains, in train@<strategy>"
+        )
+
+
+def _validate_train_sizes(data: DataConfig) -> None:
+    """data.train_sizes: distinct whole numbers above 0 (above the smallest class's count: subset.py refuses)."""
+    for index, size in enumerate(data.train_sizes):
+        _require_positive(size, f"data.train_sizes[{index}]")
+    _require_distinct(data.train_sizes, "data.train_sizes", "sizes")
+    _require_positive(data.subset_min_steps, "data.subset_min_steps")
 
 
 def _validate_training(training: TrainingConfig, key_path: str) -> None:

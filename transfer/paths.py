@@ -29,11 +29,33 @@ PREDICTIONS_DIR = Path("predictions")  # DVC-cached: per-image test predictions,
 COMPARISON_PATH = PLOTS_DIR / "comparison.json"  # paired statistics of every two strategies
 COST_PATH = PLOTS_DIR / "cost.json"  # one row per strategy: accuracy against training cost
 COST_FIGURE_PATH = PLOTS_DIR / "figures" / "cost.png"  # with the other PNGs: one dvc.yaml entry shows all
+# A smaller training set's run of a strategy (data.train_sizes) writes what train@<strategy> writes, under
+# sizes/<images per class>/<strategy> in place of <strategy>: results/sizes/10/deep/metrics.json,
+# models/sizes/10/deep.pt, predictions/sizes/10/deep/seed_0.npz, checkpoints/sizes/10/deep/.
+SIZES_DIR = "sizes"
 
 
 def archive_path(dataset: str) -> Path:
     """Where the download stage puts a CIFAR dataset's archive (under the official file name)."""
     return RAW_DIR / ARCHIVE_NAMES[dataset]
+
+
+def subset_run_name(strategy: str, train_per_class: int) -> str:
+    """What stands for the strategy's name in every path below for its run on a smaller training set."""
+    return f"{SIZES_DIR}/{train_per_class}/{strategy}"
+
+
+def train_stage_name(strategy: str, train_per_class: int = 0) -> str:
+    """The DVC stage that trains a run (dvc.yaml): train@<strategy>, or train_subset@<strategy>-<n> (a smaller set)."""
+    return f"train_subset@{strategy}-{train_per_class}" if train_per_class else f"train@{strategy}"
+
+
+def run_stage_name(run_name: str) -> str:
+    """The DVC stage that writes a run's files: a strategy's name, or subset_run_name's sizes/<n>/<strategy>."""
+    parts = run_name.split("/")
+    if len(parts) == 3 and parts[0] == SIZES_DIR:
+        return train_stage_name(parts[2], int(parts[1]))
+    return train_stage_name(run_name)
 
 
 def model_path(strategy: str) -> Path:

@@ -15,6 +15,7 @@ from transfer.atomic import save_npz
 CLASSES = 10
 SECONDS_PER_SEED = 120.0
 EPOCHS = 2
+TRAIN_PER_CLASS = 45  # the whole training split's images of each class
 
 
 def history() -> list[dict]:
@@ -50,10 +51,15 @@ def metrics(correct: np.ndarray, index: int) -> dict:
 
 
 def write_run(root: Path, correct: dict[str, np.ndarray]) -> None:
-    """results/, predictions/ and the prepared test labels of a run with each strategy's correctness."""
+    """results/, predictions/ and the prepared labels of a run with each strategy's correctness.
+
+    A name may be a run on a smaller training set, paths.subset_run_name(strategy, size): its files go there.
+    """
     images = len(next(iter(correct.values())))
     labels = np.arange(images) % CLASSES
-    save_npz(root / paths.PREPARED_PATH, {"test_labels": labels})
+    # The training labels too: plots/data_budget.json counts the whole split's training images from them.
+    train_labels = np.arange(CLASSES * TRAIN_PER_CLASS) % CLASSES
+    save_npz(root / paths.PREPARED_PATH, {"test_labels": labels, "train_labels": train_labels})
     wrong = (labels[:, None] + np.arange(1, 6)) % CLASSES  # five classes, none the label
     for index, (name, right) in enumerate(correct.items()):
         seeds = list(range(right.shape[1]))
@@ -81,6 +87,11 @@ def write_run(root: Path, correct: dict[str, np.ndarray]) -> None:
                 "device": "cpu",
             },
             paths.provenance_path(name): made_up_provenance(name, model_seed=0),
+        }
+        # Each seed's own test top-1 (plots/data_budget.json's band over seeds).
+        files |= {
+            paths.seed_dir(name, seed) / paths.METRICS_FILE: {"test_top1": round(float(right[:, seed].mean()), 6)}
+            for seed in seeds
         }
         write_json_files(root, files)
 

@@ -118,7 +118,7 @@ def reference_test_labels() -> np.ndarray:
 def read_predictions(name: str, seed: int, labels: np.ndarray) -> np.ndarray:
     """One seed's top-5 (N, k) of strategy name, checked against the test labels; a one-line UserError otherwise."""
     path = paths.predictions_path(name, seed)
-    rerun = f"run: dvc repro train@{name}"
+    rerun = f"run: dvc repro {paths.run_stage_name(name)}"
     try:
         with np.load(path, allow_pickle=False) as arrays:
             top5, saved_labels = arrays["top5"], arrays["labels"]
@@ -146,7 +146,7 @@ def load_strategy(name: str, seeds: list[int], metrics: dict, labels: np.ndarray
         raise UserError(
             f"strategy {name} has predictions of {len(seeds)} seed(s) {seeds} in {paths.predictions_dir(name)}/, "
             f"but {paths.metrics_path(name)} says num_seeds {metrics['num_seeds']}: they come from different runs; "
-            f"run: dvc repro train@{name}"
+            f"run: dvc repro {paths.run_stage_name(name)}"
         )
     top5 = np.stack([read_predictions(name, seed, labels) for seed in seeds], axis=1)  # (images, seeds, k)
     top1_correct = top5[:, :, 0] == labels[:, None]
@@ -155,7 +155,7 @@ def load_strategy(name: str, seeds: list[int], metrics: dict, labels: np.ndarray
         raise UserError(
             f"predictions of strategy {name} in {paths.predictions_dir(name)}/ score test top-1 {predicted_top1:.6f}, "
             f"but {paths.metrics_path(name)} says {metrics['test_top1']}: they come from different runs; "
-            f"run: dvc repro train@{name}"
+            f"run: dvc repro {paths.run_stage_name(name)}"
         )
     top5_correct = (top5 == labels[:, None, None]).any(axis=2)
     return StrategyPredictions(name, top1_correct, top5_correct, metrics)

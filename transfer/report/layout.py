@@ -13,6 +13,8 @@ FIGURES_DIR = paths.PLOTS_DIR / "figures"  # one plot entry in dvc.yaml renders 
 FINAL_SCORES_PATH = paths.PLOTS_DIR / "final_scores.json"
 REPORT_PATH = paths.PLOTS_DIR / "report.md"
 VERDICT_PATH = paths.PLOTS_DIR / "verdict.json"  # declared as metrics: dvc exp show lists it per experiment
+# One row per (strategy, training-set size): data.train_sizes and the whole split (transfer/report/data_budget.py).
+DATA_BUDGET_PATH = paths.PLOTS_DIR / "data_budget.json"
 # Everything the stage writes, each its own output in dvc.yaml: the verdict is metrics, the rest are not.
 STAGE_OUTPUTS = (
     EPOCHS_PATH,
@@ -20,6 +22,7 @@ STAGE_OUTPUTS = (
     CONFUSION_PATH,
     paths.COMPARISON_PATH,
     paths.COST_PATH,
+    DATA_BUDGET_PATH,
     REPORT_PATH,
     FIGURES_DIR,
 )
@@ -61,6 +64,8 @@ def figure_path(stem: str) -> Path:
 
 # Validation top-1 against the training FLOPs spent by each epoch (report/convergence.py).
 FLOPS_FIGURE_PATH = figure_path("val_top1_by_flops")
+# Test top-1 against training images per class, drawn only when data.train_sizes lists a size (report/data_budget.py).
+DATA_BUDGET_FIGURE_PATH = figure_path("data_budget")
 
 
 def confusion_figure_path(strategy: str) -> Path:

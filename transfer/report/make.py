@@ -3,7 +3,7 @@
 from transfer import paths
 from transfer.atomic import atomic_path
 from transfer.config import Params
-from transfer.report import comparison, cost, verdict
+from transfer.report import comparison, cost, data_budget, verdict
 from transfer.report.figures import draw_figures
 from transfer.report.layout import REPORT_PATH
 from transfer.report.page import report
@@ -25,12 +25,15 @@ def make_report(params: Params) -> None:
         else {}  # nothing to compare: one strategy needs no predictions
     )
     pairs = comparison.compare_strategies(loaded)
+    top1 = {name: predictions.top1_correct for name, predictions in loaded.items()}  # params.yaml's order
+    outcomes = data_budget.read_data_budget(params, results, top1)  # data.train_sizes: every size's results
     write_data(results)
     draw_figures(results)
     cost_rows, cost_section = cost.write_cost(results)
-    top1 = {name: predictions.top1_correct for name, predictions in loaded.items()}  # params.yaml's order
     opening = verdict.write_verdict(params, results, top1, cost_rows)
+    budget_section = data_budget.write_data_budget(outcomes)  # after the verdict: it adds best_at to verdict.json
     sections = comparison.write_comparison(pairs, names) + "\n" + cost_section
+    sections += f"\n{budget_section}" if budget_section else ""
     with atomic_path(REPORT_PATH) as temp_path:
         temp_path.write_text(report(params, results, opening) + "\n" + sections)
     print(f"plots: {len(results)} strategies -> {paths.PLOTS_DIR}/")

@@ -3,6 +3,7 @@
 import dataclasses
 from dataclasses import dataclass
 
+from transfer import paths
 from transfer.compute.device import Compute
 from transfer.compute.distributed import Ranks
 from transfer.config import LrCandidate, Params, StrategyConfig
@@ -25,6 +26,16 @@ class RunContext:
     compute: Compute
     seed: int
     ranks: Ranks = Ranks()
+    # A smaller training set's run (data.train_sizes): its images per class, and the name that stands for the
+    # strategy's in its paths (paths.subset_run_name). 0 and "": the whole training split, train@<strategy>.
+    train_per_class: int = 0
+    run_name: str = ""
+    passes_per_epoch: int = 1  # passes over the training set that make one epoch: the budget rule (subset.py)
+
+    @property
+    def output_name(self) -> str:
+        """What names this run's files in transfer/paths.py: the strategy, or sizes/<n>/<strategy>."""
+        return self.run_name or self.strategy.name
 
     def for_seed(self, seed: int) -> "RunContext":
         """The same run with another seed."""
@@ -41,8 +52,13 @@ class RunContext:
 
     @property
     def label(self) -> str:
-        """How progress lines name this run: 'train@<strategy> seed <n>'."""
-        return f"train@{self.strategy.name} seed {self.seed}"
+        """How progress lines name this run: 'train@<strategy> seed <n>' (train_subset@... for a smaller set)."""
+        return f"{self.stage_name} seed {self.seed}"
+
+    @property
+    def stage_name(self) -> str:
+        """The DVC stage this run belongs to: train@<strategy>, or train_subset@<strategy>-<n> (dvc.yaml)."""
+        return paths.train_stage_name(self.strategy.name, self.train_per_class)
 
     @property
     def normalization(self) -> Normalization:

@@ -87,6 +87,7 @@ class RunShape:
     train_images: int
     val_images: int
     epochs: int
+    passes_per_epoch: int = 1  # passes over the training images in one epoch (a smaller set's budget: subset.py)
 
 
 def flops_per_training_run(net: StrategyNet, shape: RunShape) -> int:
@@ -105,7 +106,7 @@ def cumulative_flops_by_epoch(net: StrategyNet, shape: RunShape) -> list[int]:
     if shape.batches_kind not in BATCH_KINDS:
         raise ValueError(f"batches_kind {shape.batches_kind!r} is not one of {BATCH_KINDS}")
     per_image = image_flops(net, shape.image_size)
-    trained = images_trained_per_epoch(shape.train_images, shape.batch_size)
+    trained = images_trained_per_epoch(shape.train_images, shape.batch_size) * shape.passes_per_epoch
     if shape.batches_kind == "features":
         once = (shape.train_images + shape.val_images) * per_image.frozen_forward
         per_epoch = trained * per_image.trainable_step + shape.val_images * per_image.trainable_forward

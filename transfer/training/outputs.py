@@ -27,6 +27,12 @@ def provenance(run: RunContext, model_seed: int) -> dict:
         "versions": library_versions(),
         "device": run.compute.describe(),
         "compute_used": run.compute.record(),  # compute.* as resolved here: 'auto' settled to what ran
+        # A smaller training set's run only (data.train_sizes): the whole split's provenance stays as it was.
+        **(
+            {"train_per_class": run.train_per_class, "passes_per_epoch": run.passes_per_epoch}
+            if run.train_per_class
+            else {}
+        ),
     }
 
 
@@ -39,15 +45,15 @@ def save_model(run: RunContext, net: StrategyNet, model_seed: int) -> None:
         "normalization": run.normalization.record(),
         **provenance(run, model_seed),
     }
-    save_torch(checkpoint, paths.model_path(run.strategy.name))
+    save_torch(checkpoint, paths.model_path(run.output_name))
 
 
 def write_strategy_results(run: RunContext, strategy_runs: StrategyRuns, total_seconds: float) -> None:
-    """Every output of train@<strategy>, then the strategy's checkpoints are removed (the outputs hold their results).
+    """Every output of train@<strategy> (or train_subset@...), then the run's checkpoints are removed.
 
     run is the strategy at its chosen lr.
     """
-    name, runs = run.strategy.name, strategy_runs.runs
+    name, runs = run.output_name, strategy_runs.runs
     save_model(run, strategy_runs.model_net, strategy_runs.model_run.seed)
     for seed_run in runs:
         write_seed_results(name, seed_run, run.data)

@@ -116,7 +116,8 @@ def train_one_epoch(
     plan: PhasePlan,
     epoch: int,
 ) -> tuple[float, float, int]:
-    """One pass over the shuffled (and, for images, augmented) training set; returns (mean loss, top-1, images seen).
+    """One epoch over the shuffled (and, for images, augmented) training set: run.passes_per_epoch passes (1 but
+    for a smaller training set); returns (mean loss, top-1, images seen).
 
     Every rank draws the same permutation and trains on its share of each global batch of
     batch_size images; DDP averages the gradients, so a step means what it means in one process.
@@ -128,7 +129,11 @@ def train_one_epoch(
     accuracy = TopKAccuracy(run.num_classes, device, ks=(1,))  # history has no train top-5: skip its cost
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     seen = 0
-    global_batches = shuffled_batches(len(batches), plan.phase.training.batch_size, generator)
+    # A smaller training set's epoch may be several passes (transfer/training/subset.py); each its own permutation.
+    batch_size = plan.phase.training.batch_size
+    global_batches = [
+        batch for _ in range(run.passes_per_epoch) for batch in shuffled_batches(len(batches), batch_size, generator)
+    ]
     progress = tqdm(
         global_batches, desc=description, unit="batch", leave=False, disable=None if ranks.is_main else True
     )
@@ -226,7 +231,7 @@ def fit_phase(
         if not run.ranks.is_main:
             continue
         checkpoints.save(net, optimizer, scheduler, progress)
-        write_live_history(run.strategy.name, run.strategy.training.seeds, run.seed, progress.history)
+        write_live_history(run.output_name, run.strategy.training.seeds, run.seed, progress.history)
         print(
             f"{plan.describe_epoch(run, epoch)}: lr {lr:.4g}  train loss {train_loss:.4f} top1 {train_top1:.4f}  "
             f"val loss {val.loss:.4f} top1 {val.top1:.4f} top5 {val.top5:.4f}  ({progress.epoch_seconds[-1]:.1f} s)",

@@ -132,7 +132,7 @@ def train_seed(run: RunContext, lr_candidate: float | None = None) -> tuple[Seed
             f"on {run.compute.describe()} x {run.ranks.world_size}",
             flush=True,
         )
-    checkpoint_path = paths.checkpoint_path(strategy.name, run.seed, lr_candidate)
+    checkpoint_path = paths.checkpoint_path(run.output_name, run.seed, lr_candidate)
     checkpoints = EpochCheckpoints(checkpoint_path, checkpoint_key(run))
     started = time.perf_counter()
     progress = fit(net, run, checkpoints)
@@ -205,6 +205,7 @@ def training_flops_by_epoch(net: StrategyNet, run: RunContext) -> list[int]:
             train_images=len(run.data.train_labels),
             val_images=len(run.data.val_labels),
             epochs=phase.training.epochs,
+            passes_per_epoch=run.passes_per_epoch,
         )
         before = spent[-1] if spent else 0
         spent += [before + flops for flops in cumulative_flops_by_epoch(phase_net, shape)]
@@ -245,7 +246,15 @@ def checkpoint_config(run: RunContext) -> dict:
     compute.precision 'auto' resolves per machine (a cached measurement on CPUs): keying by the precision
     used, not by 'auto', keeps a resume from mixing fp32 and bf16 epochs.
     """
-    return {**resolved_config(run.params, run.strategy), "run_seed": run.seed, "compute_used": run.compute.record()}
+    config = {**resolved_config(run.params, run.strategy), "run_seed": run.seed, "compute_used": run.compute.record()}
+    # A smaller training set's run: its draw and budget too (absent otherwise, so the whole split's keys still match).
+    if run.train_per_class or run.passes_per_epoch != 1:
+        config["subset"] = {
+            "train_per_class": run.train_per_class,
+            "split_seed": run.params.data.split_seed,
+            "passes_per_epoch": run.passes_per_epoch,
+        }
+    return config
 
 
 def checkpoint_key(run: RunContext) -> str:
