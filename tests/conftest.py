@@ -28,13 +28,14 @@ CHECKOUT_OUTPUTS = (paths.RESULTS_DIR, paths.PLOTS_DIR, paths.MODELS_DIR, paths.
 
 
 PIPELINE = "pipeline"
-# The files that take longest, longest first (measured with --durations); the second and third need no e2e
-# repository, so they run while the first file's worker builds it.
+# The files that take longest, longest first (measured with --durations); the second needs no e2e repository,
+# so it runs while the first file's worker builds it.
 SLOWEST_FILES = (
     "test_pipeline_e2e.py",
     "test_dataset_pipelines.py",
-    "test_interruption.py",
     "test_pipeline_experiments.py",
+    "test_data_budget.py",
+    "test_interruption.py",
     "test_distributed.py",
 )
 HISTORY_POLL_SECONDS = 0.05  # an epoch of scratch on the test params takes seconds on 2 CPU cores
