@@ -34,7 +34,6 @@ SLOWEST_FILES = (
     "test_pipeline_e2e.py",
     "test_dataset_pipelines.py",
     "test_pipeline_experiments.py",
-    "test_data_budget.py",
     "test_interruption.py",
     "test_distributed.py",
 )

@@ -1,8 +1,9 @@
 """data.train_sizes: smaller training sets drawn as promised, their budget rule, and the pipeline that trains them.
 
 The subsets come from the training split only, stratified, nested and seeded; each (strategy, size) is its own
-DVC stage, so adding a size runs only its stages and the plots; plots/data_budget.json, the DVC plot and the
-verdict per size cover every strategy.
+DVC stage; plots/data_budget.json and the verdict per size follow the whole split's rules. The pipeline itself
+(sizes as their own stages, an added size running only its own, the DVC chart) runs with CIFAR-10 in
+tests/test_dataset_pipelines.py.
 """
 
 import dataclasses
@@ -15,14 +16,14 @@ import pytest
 
 from benchmarks import data_budget_cost
 from stages import download, plots, prepare, train
-from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree, write_params
+from tests.support.project import params_tree, write_params
 from tests.support.training import run_context
 from tests.support.verdict_runs import CLASSES, TRAIN_PER_CLASS, write_run
 from transfer import paths
 from transfer.config import parse_params
 from transfer.errors import UserError, run_stage
 from transfer.report import layout
-from transfer.report.data_budget import FIGURE_TITLE, SizeOutcome, crossover_sentence
+from transfer.report.data_budget import SizeOutcome, crossover_sentence
 from transfer.sources.synthetic_folder import SyntheticFolder, write_synthetic_folder
 from transfer.training import runs
 from transfer.training.prepared_data import PreparedData, load_prepared
@@ -320,95 +321,6 @@ def test_without_sizes_verdict_json_has_no_best_at_and_data_budget_json_the_whol
         ("scratch", "all", "worse"),
     ]
     assert "## At your data size" not in report and not (tmp_path / layout.DATA_BUDGET_FIGURE_PATH).exists()
-
-
-# The pipeline test's project: a cached-features strategy with an lr search and two seeds (probe), phases (lpft)
-# and scratch, on the smallest data that has every class at both sizes: synthetic CIFAR-10, 80 training images (6
-# of each class after validation), 20 validation and 40 test images, one epoch; sizes of 1 and then 2 images per
-# class, and a floor of 3 optimizer steps (a set under a batch is one step a pass: scratch's one epoch becomes 3
-# passes, lpft's two one-epoch phases 2 each). Process start-up, not training, is most of its time.
-BUDGET_STRATEGIES = ("probe", "lpft", "scratch")
-BUDGET_MIN_STEPS = 3
-BUDGET_CLASSES = 10
-
-
-def budget_tree(sizes: list[int]) -> dict:
-    """The test params, shrunk to CIFAR-10's classes, with BUDGET_STRATEGIES only and the given data.train_sizes."""
-    tree = params_tree(
-        {
-            "data": {
-                "dataset": "cifar10",
-                "train_sizes": sizes,
-                "subset_min_steps": BUDGET_MIN_STEPS,
-                "val_size": 20,
-                "synthetic": {"train_size": 80, "test_size": 40},
-            },
-            "strategy": {"epochs": 1},
-        }
-    )
-    tree["strategies"] = {name: tree["strategies"][name] for name in BUDGET_STRATEGIES}
-    tree["strategies"]["probe"] |= {"lr": [0.05, 0.2], "seeds": [0, 1]}
-    return tree
-
-
-def ran_stages(output: str) -> set[str]:
-    """The stages a `dvc repro` ran."""
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
-
-
-def out_of_date(status: str) -> set[str]:
-    """The stages `dvc status` lists as changed."""
-    return {line.rstrip(":") for line in status.splitlines() if line and not line.startswith(("\t", " "))}
-
-
-def budget_chart_strategies(repo: Repo) -> set[str]:
-    """The strategies `dvc plots show --json` draws in the data-budget chart; fails on any error DVC reports."""
-    shown = json.loads(repo.dvc("plots", "show", "--json"))
-    assert "errors" not in shown, shown.get("errors")
-    (chart,) = [entries for plot_id, entries in shown["data"].items() if plot_id == FIGURE_TITLE]
-    return {row["strategy"] for entry in chart if entry["type"] == "vega" for row in entry["content"]["data"]["values"]}
-
-
-@pytest.mark.pipeline
-def test_sizes_train_as_their_own_stages_and_reach_the_chart_and_the_verdict(tmp_path):
-    repo = Repo.create(tmp_path / "project", budget_tree([1]))
-    repo.dvc("repro", "plots", timeout=PIPELINE_TIMEOUT_SECONDS)  # export@ is not needed here
-    rows = repo.read_json(layout.DATA_BUDGET_PATH)
-    assert {(row["strategy"], row["size"]) for row in rows} == {
-        (name, size) for name in BUDGET_STRATEGIES for size in ("1", "all")
-    }
-    for row in rows:
-        assert row["test_top1_min"] <= row["test_top1"] <= row["test_top1_max"]
-        assert row["status"] in {"best", "worse", "equivalent", "inconclusive"}
-    small = {row["strategy"]: row for row in rows if row["size"] == "1"}
-    assert {row["n_train"] for row in small.values()} == {BUDGET_CLASSES}  # 1 image of each class
-    assert set(repo.read_json(layout.VERDICT_PATH)["best_at"]) == {"1", "all"}
-    report = (repo.root / layout.REPORT_PATH).read_text()
-    assert "## At your data size" in report and (repo.root / layout.DATA_BUDGET_FIGURE_PATH).exists()
-    # Each size's run: the whole split's outputs under sizes/1/, its own lr search, seeds, budget and weights.
-    probe = paths.subset_run_name("probe", 1)
-    assert [row["lr"] for row in repo.read_json(paths.lr_search_path(probe))] == [0.05, 0.2]  # searched again
-    assert repo.read_json(paths.metrics_path(probe))["num_seeds"] == 2
-    for name, passes in (("lpft", 2), ("scratch", 3)):  # 1 step a pass; 2 and 1 epochs in all; a floor of 3
-        provenance = repo.read_json(paths.provenance_path(paths.subset_run_name(name, 1)))
-        assert (provenance["train_per_class"], provenance["passes_per_epoch"]) == (1, passes)
-        assert (repo.root / paths.model_path(paths.subset_run_name(name, 1))).exists()
-
-    # Adding a size: only its stages and the plots are out of date, and only they run.
-    repo.run("git", "add", "-A")
-    repo.run("git", "commit", "-qm", "sizes [1]")
-    params_file = repo.root / paths.PARAMS_PATH
-    params_file.write_text(params_file.read_text().replace("train_sizes:\n  - 1\n", "train_sizes:\n  - 1\n  - 2\n"))
-    assert repo.params()["data"]["train_sizes"] == [1, 2]
-    new_stages = {f"train_subset@{name}-2" for name in BUDGET_STRATEGIES}
-    assert out_of_date(repo.dvc("status", "--with-deps", "plots")) == new_stages | {"plots"}
-    output = repo.dvc("repro", "plots", timeout=PIPELINE_TIMEOUT_SECONDS)
-    assert ran_stages(output) == new_stages | {"plots"}, output
-    for name in BUDGET_STRATEGIES:
-        assert f"Stage 'train_subset@{name}-1' didn't change, skipping" in output
-        assert f"Stage 'train@{name}' didn't change, skipping" in output
-    assert set(repo.read_json(layout.VERDICT_PATH)["best_at"]) == {"1", "2", "all"}
-    assert budget_chart_strategies(repo) == set(BUDGET_STRATEGIES)  # two sizes and the whole split, no error
 
 
 def test_the_cost_benchmark_counts_every_strategy_and_the_ratio(tmp_path, monkeypatch, capsys):

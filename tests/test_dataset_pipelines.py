@@ -89,17 +89,42 @@ def test_a_folder_of_images_runs_through_dvc_and_an_added_image_reruns_prepare_a
     assert_ran_only(rerun, {"prepare", "plots", *(f"train@{name}" for name in STRATEGIES)}, list(STRATEGIES))
 
 
+def ran_stages(output: str) -> set[str]:
+    """The stages a `dvc repro` ran."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def out_of_date(status: str) -> set[str]:
+    """The stages `dvc status` lists as changed."""
+    return {line.rstrip(":") for line in status.splitlines() if line and not line.startswith(("\t", " "))}
+
+
+def assert_trained_at_size(repo: Repo, size: int, num_classes: int) -> None:
+    """Every strategy has a row of plots/data_budget.json at size, of size images per class, and a verdict there."""
+    rows = [row for row in repo.read_json(layout.DATA_BUDGET_PATH) if row["size"] == str(size)]
+    assert {row["strategy"] for row in rows} == set(STRATEGIES)
+    for row in rows:
+        assert row["n_train"] == size * num_classes and row["train_per_class"] == size
+        assert row["test_top1_min"] <= row["test_top1"] <= row["test_top1_max"]
+        assert row["status"] in {"best", "worse", "equivalent", "inconclusive"}
+    assert str(size) in repo.read_json(layout.VERDICT_PATH)["best_at"]
+
+
+# CIFAR-10 also runs the data budget (data.train_sizes): one pipeline for both, since each costs a download,
+# a prepare, weights and every strategy's full-size training before its own checks.
 @pytest.mark.parametrize("arch", ["resnet50"])
-def test_cifar10_runs_through_dvc(tmp_path: Path, arch: str):
+def test_cifar10_runs_through_dvc_and_at_a_smaller_size_an_added_size_runs_only_its_stages(tmp_path: Path, arch: str):
     synthetic = {"train_size": 120, "test_size": 40, "seed": 0}
-    data = {"dataset": "cifar10", "val_size": 20, "synthetic": synthetic}
+    # 1 image per class: 10 images, one step of batch 64 a pass, so the floor of 3 steps makes the passes.
+    data = {"dataset": "cifar10", "val_size": 20, "synthetic": synthetic, "train_sizes": [1], "subset_min_steps": 3}
     tree = small_tree(data, arch)
-    tree["strategies"]["probe"]["seeds"] = [0, 1]  # scores and the report over seeds, still without superclasses
+    # Scores and the report over seeds, still without superclasses; an lr search, run again at each size.
+    tree["strategies"]["probe"] |= {"seeds": [0, 1], "lr": [0.05, 0.2]}
     repo = Repo.create(tmp_path / "repo", tree)
     output = repo.dvc("repro", timeout=PIPELINE_TIMEOUT_SECONDS)
     assert "superclass" not in output  # the stages' logs (train's included) name none
     assert (repo.root / paths.archive_path("cifar10")).is_file()
-    assert_plots_and_verdict(repo, 10)
+    assert_plots_and_verdict(repo, 10)  # the data-budget chart among the plots, with every strategy
     for name in STRATEGIES:
         assert 0 <= repo.read_json(paths.metrics_path(name))["test_top5"] <= 1
         assert repo.read_json(paths.confusion_path(name))["coarse_class_names"] == []
@@ -110,5 +135,32 @@ def test_cifar10_runs_through_dvc(tmp_path: Path, arch: str):
     assert "stand-in data: synthetic images, not CIFAR-10:" in report
     image = tmp_path / "photo.png"
     Image.new("RGB", (50, 70), (200, 40, 40)).save(image)
-    (record,) = predict(repo, "lpft", image)
+    (record,) = predict(repo, "lpft", image)  # the full-size model: export and predict ignore the sizes
     assert len(record["top5"]) == 5
+
+    # The size's runs: the whole split's outputs under sizes/1/, its own lr search, seeds, budget and weights.
+    assert_trained_at_size(repo, 1, 10)
+    assert "## At your data size" in report and (repo.root / layout.DATA_BUDGET_FIGURE_PATH).exists()
+    probe = paths.subset_run_name("probe", 1)
+    assert [row["lr"] for row in repo.read_json(paths.lr_search_path(probe))] == [0.05, 0.2]  # searched again
+    assert repo.read_json(paths.metrics_path(probe))["num_seeds"] == 2
+    for name, passes in (("lpft", 2), ("probe", 3)):  # 1 step a pass; 2 and 1 epochs in all; a floor of 3
+        provenance = repo.read_json(paths.provenance_path(paths.subset_run_name(name, 1)))
+        assert (provenance["train_per_class"], provenance["passes_per_epoch"]) == (1, passes)
+        assert (repo.root / paths.model_path(paths.subset_run_name(name, 1))).exists()
+
+    # Adding a size: only its stages and the plots are out of date, and only they run.
+    repo.run("git", "add", "-A")
+    repo.run("git", "commit", "-qm", "sizes [1]")
+    params_file = repo.root / paths.PARAMS_PATH
+    params_file.write_text(params_file.read_text().replace("train_sizes:\n  - 1\n", "train_sizes:\n  - 1\n  - 2\n"))
+    assert repo.params()["data"]["train_sizes"] == [1, 2]
+    new_stages = {f"train_subset@{name}-2" for name in STRATEGIES}
+    assert out_of_date(repo.dvc("status")) == new_stages | {"plots"}
+    output = repo.dvc("repro", timeout=PIPELINE_TIMEOUT_SECONDS)
+    assert ran_stages(output) == new_stages | {"plots"}, output
+    for name in STRATEGIES:
+        for finished in (f"train_subset@{name}-1", f"train@{name}", f"export@{name}"):
+            assert f"Stage '{finished}' didn't change, skipping" in output
+    assert_trained_at_size(repo, 2, 10)
+    assert_plots_and_verdict(repo, 10)  # two sizes and the whole split in the chart, no error

@@ -184,19 +184,6 @@ def assert_readable_exp_show(repo: Repo, strategies: list[str]) -> None:
     assert "dvc exp show " + " ".join(shlex.quote(flag) for flag in README_EXP_SHOW_FLAGS) in page
 
 
-def test_new_override_key_for_one_strategy_and_plots_diff(e2e_repo: Repo):
-    output = e2e_repo.dvc("exp", "run", "-S", f"+strategies.{CHEAP_STRATEGY}.lr=0.2")
-    experiment = experiment_name(output)
-    assert_ran_only(output, {f"train@{CHEAP_STRATEGY}", "plots"}, e2e_repo.strategies())
-    assert e2e_repo.read_json(paths.history_path(CHEAP_STRATEGY))[0]["lr"] == 0.2
-    output_dir = e2e_repo.root / "plots_diff"
-    e2e_repo.dvc("plots", "diff", "HEAD", experiment, "-o", str(output_dir))
-    html = (output_dir / "index.html").read_text()
-    assert f'"rev": "{experiment}"' in html and '"rev": "HEAD"' in html
-    for strategy in e2e_repo.strategies():
-        assert strategy in html, strategy
-
-
 def test_dvc_plots_show_and_diff_draw_every_plot_with_every_strategy(e2e_repo: Repo):
     # Strategies with and without phases side by side: every row of every plot data file has the same keys.
     strategies = set(e2e_repo.strategies())
@@ -214,18 +201,27 @@ def test_dvc_plots_show_and_diff_draw_every_plot_with_every_strategy(e2e_repo: R
         assert series == {(rev, name) for rev in ("HEAD", "workspace") for name in strategies}, plot_id
 
 
-def test_changing_two_strategies_reruns_only_theirs_and_more_seeds_report_mean_and_spread(e2e_repo: Repo):
-    # One experiment changes deep's layers and gives the cheap strategy three seeds: only those two train
-    # stages (and plots) rerun, and the cheap one reports over its seeds (one `dvc exp run` for both checks).
+def test_changing_two_strategies_reruns_only_theirs_more_seeds_report_mean_and_spread_and_plots_diff(e2e_repo: Repo):
+    # One experiment changes deep's layers and gives the cheap strategy three seeds through a key its params
+    # lack (`+`): only those two train stages (and plots) rerun, the cheap one reports over its seeds, and
+    # `dvc plots diff` draws the experiment beside HEAD (one `dvc exp run` for all three checks).
     name = CHEAP_STRATEGY
     one_seed = {
         "metrics": e2e_repo.read_json(paths.metrics_path(name)),
         "history": e2e_repo.read_json(paths.history_path(name)),
     }
+    assert "seeds" not in e2e_repo.params()["strategies"][name]  # so `+` adds a new override key
     output = e2e_repo.dvc(
         "exp", "run", "-S", "strategies.deep.train_layers=[layer3,layer4]", "-S", f"+strategies.{name}.seeds=[0,1,2]"
     )
     assert_ran_only(output, {"train@deep", f"train@{name}", "plots"}, e2e_repo.strategies())
+    experiment = experiment_name(output)
+    output_dir = e2e_repo.root / "plots_diff"
+    e2e_repo.dvc("plots", "diff", "HEAD", experiment, "-o", str(output_dir))
+    html = (output_dir / "index.html").read_text()
+    assert f'"rev": "{experiment}"' in html and '"rev": "HEAD"' in html
+    for strategy in e2e_repo.strategies():
+        assert strategy in html, strategy
     assert "| deep | yes | layer3 + layer4 + head |" in (e2e_repo.root / layout.REPORT_PATH).read_text()
     seed_folders = sorted(path.name for path in (e2e_repo.root / paths.seeds_dir(name)).iterdir())
     assert seed_folders == ["seed_0", "seed_1", "seed_2"]

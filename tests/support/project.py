@@ -45,7 +45,7 @@ TEST_PARAMS = {
         "test_size": 300,
         "val_size": 200,
         "split_seed": 0,
-        "train_sizes": [],  # no smaller training sets: tests/test_data_budget.py trains some
+        "train_sizes": [],  # no smaller training sets: tests/test_dataset_pipelines.py trains some (CIFAR-10)
         "subset_min_steps": 20,
         "image_size": 32,
         "augment": {"crop_padding": 4, "horizontal_flip": True},
