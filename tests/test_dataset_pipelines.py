@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, params_tree
-from tests.test_pipeline_e2e import assert_ran_only, rendered_rows
+from tests.test_pipeline_e2e import rendered_rows
 from transfer import paths
 from transfer.models.model_file import load_model_file
 from transfer.report import layout
@@ -60,6 +60,16 @@ def predict(repo: Repo, strategy: str, image: Path) -> list[dict]:
     return json.loads(result.stdout)
 
 
+def ran_stages(output: str) -> set[str]:
+    """The stages a `dvc repro` ran."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def out_of_date(status: str) -> set[str]:
+    """The stages `dvc status` lists as changed."""
+    return {line.rstrip(":") for line in status.splitlines() if line and not line.startswith(("\t", " "))}
+
+
 def test_a_folder_of_images_runs_through_dvc_and_an_added_image_reruns_prepare_and_what_follows(tmp_path: Path):
     folder = write_synthetic_folder(tmp_path / "images", SyntheticFolder(CLASSES, train_per_class=20))
     data = {"dataset": "folder", "folder": str(folder), "stored_size": 40, "image_size": 48}
@@ -84,19 +94,12 @@ def test_a_folder_of_images_runs_through_dvc_and_an_added_image_reruns_prepare_a
     repo.run("git", "add", "-A")
     repo.run("git", "commit", "-qm", "first run")
     Image.new("RGB", (64, 48), (10, 200, 30)).save(folder / "train" / "dog" / "added.png")
-    assert "prepare" in repo.dvc("status") and "up to date" in repo.dvc("status", "download", "weights")
-    rerun = repo.dvc("repro", timeout=PIPELINE_TIMEOUT_SECONDS)
-    assert_ran_only(rerun, {"prepare", "plots", *(f"train@{name}" for name in STRATEGIES)}, list(STRATEGIES))
-
-
-def ran_stages(output: str) -> set[str]:
-    """The stages a `dvc repro` ran."""
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
-
-
-def out_of_date(status: str) -> set[str]:
-    """The stages `dvc status` lists as changed."""
-    return {line.rstrip(":") for line in status.splitlines() if line and not line.startswith(("\t", " "))}
+    assert out_of_date(repo.dvc("status")) == {"prepare"}
+    # prepare reruns and writes new splits; then every train stage is out of date (and, through their models
+    # and results, export and plots after them), while download and weights are not. DVC runs what is out of
+    # date: training it again here would test DVC, not the project, at twice this test's cost.
+    assert "Running stage 'prepare'" in repo.dvc("repro", "prepare", timeout=PIPELINE_TIMEOUT_SECONDS)
+    assert out_of_date(repo.dvc("status")) == {f"train@{name}" for name in STRATEGIES}
 
 
 def assert_trained_at_size(repo: Repo, size: int, num_classes: int) -> None:

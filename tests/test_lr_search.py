@@ -67,7 +67,7 @@ def test_a_strategy_list_applies_to_phases_without_their_own_lr():
 
 def test_factors_give_every_strategy_and_phase_as_many_rates_each_around_its_own():
     tree = params_tree({"strategy": {"lr": 0.05, "lr_factors": [0.5, 1, 2]}})
-    del tree["strategies"]["shallow"]  # its own lr list conflicts with factors (tested below)
+    del tree["strategies"]["probe"]["lr"]  # its own lr list conflicts with factors (tested below)
     params = parse_params(tree)
     for name, strategy in params.strategies.items():
         rates = [
@@ -132,8 +132,8 @@ def test_bad_or_unequal_searches_name_the_keys_and_what_to_do(changes, message):
 
 def test_factors_from_the_command_line_search_and_count_the_tuning_cost(e2e_repo):
     # On the shared e2e repository; only train@probe (cached features: the cheapest strategy) runs. The test
-    # params' shallow searches its own lr list, which factors would also search: it gets one rate here.
-    e2e_repo.dvc("exp", "run", "-S", "strategy.lr_factors=[0.1,1]", "-S", "strategies.shallow.lr=0.05", "train@probe")
+    # params' probe searches its own lr list, which factors would also search: it gets one rate here.
+    e2e_repo.dvc("exp", "run", "-S", "strategy.lr_factors=[0.1,1]", "-S", "strategies.probe.lr=0.05", "train@probe")
     rows = e2e_repo.read_json(paths.lr_search_path("probe"))
     assert [(row["lr"], row["factor"]) for row in rows] == [(0.1 * 0.05, 0.1), (0.05, 1.0)]
     best = max(rows, key=lambda row: row["best_val_top1"])  # max keeps the first of equals, as the rule does

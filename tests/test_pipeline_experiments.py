@@ -90,7 +90,7 @@ def queue_repo(e2e_repo: Repo):
 
 def test_queued_experiments_run_in_parallel(queue_repo: Repo, tmp_path):
     queued_lrs = (0.11, 0.12)
-    queue_repo.dvc("exp", "run", "--queue", "-S", f"+strategies.{CHEAP_STRATEGY}.lr={queued_lrs[0]},{queued_lrs[1]}")
+    queue_repo.dvc("exp", "run", "--queue", "-S", f"strategies.{CHEAP_STRATEGY}.lr={queued_lrs[0]},{queued_lrs[1]}")
     # The workers run detached and inherit the command's output: a pipe would keep this call waiting
     # for them, so their output goes to a file.
     with open(tmp_path / "queue_start.log", "w") as log:
