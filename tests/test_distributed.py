@@ -78,10 +78,10 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_two_processes_compute_the_single_process_steps(project: Path):
-    single_metrics, single_history, _ = train_with(project, EXACT_STRATEGY, nproc=1)
+    single_metrics, single_history, single_stdout = train_with(project, EXACT_STRATEGY, nproc=1)
     parallel_metrics, parallel_history, parallel_stdout = train_with(project, EXACT_STRATEGY, nproc=2)
-    assert "x 2" in parallel_stdout  # the banner names the process count, printed by rank 0 only
-    assert parallel_stdout.count("parameters train") == 1
+    assert "x 2" in parallel_stdout  # the banner names the process count, printed by rank 0 only:
+    assert parallel_stdout.count("parameters train") == single_stdout.count("parameters train") >= 1  # once a run
     assert [row["epoch"] for row in parallel_history] == [row["epoch"] for row in single_history] == [1, 2]
     for single, parallel in zip(single_history, parallel_history):
         assert parallel["lr"] == single["lr"]
