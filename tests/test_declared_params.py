@@ -25,7 +25,8 @@ CONFIG_CLASSES = [
     value for value in vars(config).values() if dataclasses.is_dataclass(value) and isinstance(value, type)
 ]
 SMALL_RUN = {
-    "data": {"val_size": 100, "synthetic": {"train_size": 400, "test_size": 100}},
+    # One pass an epoch at the smaller size (a floor of 1 step): the reads, not the training, are under test.
+    "data": {"val_size": 100, "synthetic": {"train_size": 400, "test_size": 100}, "subset_min_steps": 1},
     "strategy": {"epochs": 1},
 }
 STRATEGIES = list(params_tree()["strategies"])

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from tests.support.project import (
+    EXPERIMENT_TARGET,
     WATCHED_STRATEGY,
     Repo,
     params_tree,
@@ -212,7 +213,13 @@ def test_changing_two_strategies_reruns_only_theirs_more_seeds_report_mean_and_s
     }
     assert "seeds" not in e2e_repo.params()["strategies"][name]  # so `+` adds a new override key
     output = e2e_repo.dvc(
-        "exp", "run", "-S", "strategies.deep.train_layers=[layer3,layer4]", "-S", f"+strategies.{name}.seeds=[0,1,2]"
+        "exp",
+        "run",
+        "-S",
+        "strategies.deep.train_layers=[layer3,layer4]",
+        "-S",
+        f"+strategies.{name}.seeds=[0,1,2]",
+        EXPERIMENT_TARGET,
     )
     assert_ran_only(output, {"train@deep", f"train@{name}", "plots"}, e2e_repo.strategies())
     experiment = experiment_name(output)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.support.project import PIPELINE_TIMEOUT_SECONDS, Repo, processes_under
+from tests.support.project import EXPERIMENT_TARGET, PIPELINE_TIMEOUT_SECONDS, Repo, processes_under
 from tests.test_pipeline_e2e import (
     CHEAP_STRATEGY,
     assert_ran_only,
@@ -29,7 +29,8 @@ def test_exp_run_with_new_lr_retrains_only_the_train_stages_and_shows_in_exp_sho
     strategies = e2e_repo.strategies()
     baseline = e2e_repo.metrics()
     new_lr = e2e_repo.params()["strategy"]["lr"] * 0.6
-    output = e2e_repo.dvc("exp", "run", "-S", f"strategy.lr={new_lr}", timeout=PIPELINE_TIMEOUT_SECONDS)  # all train
+    experiment = ("exp", "run", "-S", f"strategy.lr={new_lr}", EXPERIMENT_TARGET)
+    output = e2e_repo.dvc(*experiment, timeout=PIPELINE_TIMEOUT_SECONDS)
     name = experiment_name(output)
     assert_ran_only(output, {f"train@{strategy}" for strategy in strategies} | {"plots"}, strategies)
     changed = e2e_repo.metrics()
@@ -90,7 +91,8 @@ def queue_repo(e2e_repo: Repo):
 
 def test_queued_experiments_run_in_parallel(queue_repo: Repo, tmp_path):
     queued_lrs = (0.11, 0.12)
-    queue_repo.dvc("exp", "run", "--queue", "-S", f"strategies.{CHEAP_STRATEGY}.lr={queued_lrs[0]},{queued_lrs[1]}")
+    sweep = f"strategies.{CHEAP_STRATEGY}.lr={queued_lrs[0]},{queued_lrs[1]}"
+    queue_repo.dvc("exp", "run", "--queue", "-S", sweep, EXPERIMENT_TARGET)
     # The workers run detached and inherit the command's output: a pipe would keep this call waiting
     # for them, so their output goes to a file.
     with open(tmp_path / "queue_start.log", "w") as log:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.project import Repo
+from tests.support.project import EXPERIMENT_TARGET, Repo
 from transfer.report import layout
 
 CHROMIUM = shutil.which("chromium")
@@ -153,7 +153,7 @@ def test_show_page_draws_every_strategy_offline(e2e_repo, tmp_path):
 
 def test_diff_page_of_two_experiments_tells_strategies_and_revisions_apart(e2e_repo, tmp_path):
     # Only probe retrains (its cached-features path takes seconds); every strategy is in both revisions.
-    e2e_repo.dvc("exp", "run", "-q", "-n", "one-epoch", "-S", "+strategies.probe.epochs=1")
+    e2e_repo.dvc("exp", "run", "-q", "-n", "one-epoch", "-S", "+strategies.probe.epochs=1", EXPERIMENT_TARGET)
     e2e_repo.run("git", "reset", "-q", "--hard")  # the baseline's workspace; the experiment stays as a ref
     e2e_repo.dvc("checkout", "--force")
     revisions = ("HEAD", "one-epoch")
