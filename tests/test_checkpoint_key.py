@@ -10,16 +10,21 @@ import transfer.training.runs
 from transfer import paths
 from transfer.training.checkpoint import EpochCheckpoints, FitProgress
 
-# In a fresh process, as the train stage runs: `python -m stages.train` is loaded as __main__.
+# In a fresh process, the key's files listed while stages.train runs as __main__ (as `python -m stages.train`
+# runs it): at its --help exit, before runpy puts the original __main__ back (under coverage, nothing else
+# would leave stages/train.py among the loaded modules).
 KEY_FILES_OF_THE_TRAIN_STAGE = """
-import runpy, sys
+import argparse, runpy, sys
+from transfer.training.runs import project_code_files
+def exit_listing_files(parser, status=0, message=None):
+    print("\\n".join(str(path) for path in project_code_files()))
+    raise SystemExit(status)
+argparse.ArgumentParser.exit = exit_listing_files
 sys.argv = ["stages.train", "--help"]
 try:
     runpy.run_module("stages.train", run_name="__main__", alter_sys=True)
 except SystemExit:
     pass
-from transfer.training.runs import project_code_files
-print("\\n".join(str(path) for path in project_code_files()))
 """
 
 

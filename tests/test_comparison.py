@@ -226,13 +226,6 @@ def test_pipeline_writes_predictions_comparison_and_cost(e2e_repo):
     assert '"color": {"field": "strategy"' in scatter and '"shape": {"field": "rev"' in scatter  # diff: revisions apart
 
 
-def test_predictions_are_byte_identical_across_identical_runs(e2e_repo):
-    path = e2e_repo.root / paths.predictions_path("probe", 0)
-    before = path.read_bytes()
-    e2e_repo.dvc("repro", "--force", "--single-item", "train@probe")  # the cached-features strategy: seconds
-    assert path.read_bytes() == before
-
-
 def test_plots_stage_stops_on_a_bad_predictions_file_and_writes_nothing(e2e_repo):
     repo = e2e_repo
     plots_before = {path: path.read_bytes() for path in (repo.root / paths.PLOTS_DIR).rglob("*") if path.is_file()}

@@ -158,18 +158,29 @@ def test_second_repro_reruns_nothing(e2e_repo: Repo):
 
 
 def test_forced_rerun_reproduces_the_same_bytes(e2e_repo: Repo):
-    name = "deep"  # augmentation and training BatchNorm: every source of randomness of a run
-    before = {
-        path: (e2e_repo.root / path).read_bytes() for path in (paths.metrics_path(name), paths.history_path(name))
-    }
-    stage = f"train@{name}"
-    hashes_before = [locked_hash(e2e_repo, stage, out) for out in (paths.model_path(name), paths.predictions_dir(name))]
-    output = e2e_repo.dvc("repro", "--force", "--single-item", stage)
-    assert f"Running stage '{stage}'" in output
-    assert {path: (e2e_repo.root / path).read_bytes() for path in before} == before
-    assert [locked_hash(e2e_repo, stage, out) for out in (paths.model_path(name), paths.predictions_dir(name))] == (
-        hashes_before
-    )
+    # deep: augmentation and training BatchNorm, every source of randomness of a run; the cheap strategy: the
+    # cached-features path. One `dvc repro` reruns both.
+    names = ("deep", CHEAP_STRATEGY)
+
+    def written() -> dict:
+        """Each run's metrics and history bytes, and the hashes dvc.lock records for its model and predictions."""
+        files = {
+            str(path): (e2e_repo.root / path).read_bytes()
+            for name in names
+            for path in (paths.metrics_path(name), paths.history_path(name), paths.predictions_path(name, 0))
+        }
+        hashes = {
+            (name, str(out)): locked_hash(e2e_repo, f"train@{name}", out)
+            for name in names
+            for out in (paths.model_path(name), paths.predictions_dir(name))
+        }
+        return files | hashes
+
+    before = written()
+    output = e2e_repo.dvc("repro", "--force", "--single-item", *(f"train@{name}" for name in names))
+    for name in names:
+        assert f"Running stage 'train@{name}'" in output
+    assert written() == before
 
 
 def assert_readable_exp_show(repo: Repo, strategies: list[str]) -> None:
