@@ -42,8 +42,12 @@ TOP1_ATOL = 2 / SMALL_RUN["data"]["val_size"]  # two validation images
 
 
 def write_small_params(project: Path, nproc: int) -> None:
-    """The test params for a small synthetic run, with compute.nproc = nproc."""
-    write_params(project, params_tree({**SMALL_RUN, "compute": {"nproc": nproc}}))
+    """The test params for a small synthetic run, with compute.nproc = nproc; one rate for each strategy."""
+    tree = params_tree({**SMALL_RUN, "compute": {"nproc": nproc}})
+    for strategy in tree["strategies"].values():  # the lr search is the same on 1 or 2 processes: not run twice
+        if isinstance(strategy.get("lr"), list):
+            del strategy["lr"]
+    write_params(project, tree)
 
 
 def run_module(project: Path, *arguments: str) -> subprocess.CompletedProcess:
