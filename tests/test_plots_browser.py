@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.project import EXPERIMENT_TARGET, Repo
+from tests.support.project import Repo
 from transfer.report import layout
 
 CHROMIUM = shutil.which("chromium")
@@ -152,11 +152,12 @@ def test_show_page_draws_every_strategy_offline(e2e_repo, tmp_path):
 
 
 def test_diff_page_of_two_experiments_tells_strategies_and_revisions_apart(e2e_repo, tmp_path):
-    # Only probe retrains (its cached-features path takes seconds); every strategy is in both revisions.
-    e2e_repo.dvc("exp", "run", "-q", "-n", "one-epoch", "-S", "+strategies.probe.epochs=1", EXPERIMENT_TARGET)
+    # A verdict param: only the plots stage reruns, no training; every strategy is in both revisions.
+    output = e2e_repo.dvc("exp", "run", "-n", "wider-margin", "-S", "report.equivalence_margin=0.02")
+    assert "Running stage 'plots'" in output and "Running stage 'train@" not in output, output
     e2e_repo.run("git", "reset", "-q", "--hard")  # the baseline's workspace; the experiment stays as a ref
     e2e_repo.dvc("checkout", "--force")
-    revisions = ("HEAD", "one-epoch")
+    revisions = ("HEAD", "wider-margin")
     charts = vega_plots(e2e_repo, "plots", "diff", *revisions)
     strategies = set(e2e_repo.strategies())
     for plot_id, rows in charts.items():
