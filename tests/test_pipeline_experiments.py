@@ -29,8 +29,9 @@ def test_exp_run_with_new_lr_retrains_only_the_train_stages_and_shows_in_exp_sho
     strategies = e2e_repo.strategies()
     baseline = e2e_repo.metrics()
     new_lr = e2e_repo.params()["strategy"]["lr"] * 0.6
-    experiment = ("exp", "run", "-S", f"strategy.lr={new_lr}", EXPERIMENT_TARGET)
-    output = e2e_repo.dvc(*experiment, timeout=PIPELINE_TIMEOUT_SECONDS)
+    output = e2e_repo.dvc(
+        "exp", "run", "-S", f"strategy.lr={new_lr}", EXPERIMENT_TARGET, timeout=PIPELINE_TIMEOUT_SECONDS
+    )
     name = experiment_name(output)
     assert_ran_only(output, {f"train@{strategy}" for strategy in strategies} | {"plots"}, strategies)
     changed = e2e_repo.metrics()
